@@ -1,0 +1,342 @@
+"""Line tracing: follow a curve from its lettered start marker to its numbered end marker.
+
+Layout: start markers on the left (labelled A, B, C, ... top to bottom), end markers on the right
+(numbered 1..N in random order, so the answer carries no positional prior). Every curve is a
+Catmull-Rom spline through evenly spaced control points, flattened on abscissae shared by all
+curves of the scene; that makes every crossing test exact and vectorised (geometry.graph_crossings).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from linebench import geometry as geo
+from linebench.errors import GenerationError, UsageError
+from linebench.render import Disc, Polyline, Primitive, Text, text_box, text_size
+from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int
+
+# Named colours (RGB), far apart in hue and all dark enough on white.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "blue": (30, 80, 220),
+    "green": (20, 140, 40),
+    "orange": (240, 130, 0),
+    "purple": (140, 50, 190),
+    "brown": (130, 80, 30),
+    "magenta": (220, 40, 180),
+    "teal": (0, 150, 150),
+}
+ONE_COLOUR = ("black", (0, 0, 0))
+LABEL_RGB = (0, 0, 0)
+FONT_SCALE = 0.6
+FONT_THICKNESS = 2
+VERTEX_SPACING_PX = 6.0  # flattening step along x; the flattened polyline is the geometry
+START_LETTERS = "ABCDEFGH"
+LABEL_GLYPHS = START_LETTERS + "12345678"
+
+
+@functools.lru_cache(maxsize=64)
+def _spline_basis(k: int, per_span: int) -> np.ndarray:
+    """[M, k] matrix taking k evenly spaced control ordinates to the flattened Catmull-Rom curve
+    (flat ends). The spline is linear in the ordinates, so all curves of a scene cost one matmul."""
+    eye = np.eye(k)
+    x = np.arange(k, dtype=np.float64)
+    cols = []
+    for j in range(k):
+        pts = np.stack([x, eye[j]], axis=1)
+        cols.append(geo.hermite_spline(pts, geo.catmull_rom_tangents(pts), per_span)[:, 1])
+    basis = np.stack(cols, axis=1)
+    basis.setflags(write=False)
+    return basis
+
+
+class TracingTask:
+    name = "tracing"
+    version = "1"
+    description = "Follow the line from a lettered start to its numbered end."
+    question_template = "Which number does the line starting at {start} end at? Answer with the number only."
+
+    knobs = (
+        Knob("curves", int, [3, 6], "number of curves", (2, 8)),
+        Knob("bends", int, [1, 3], "interior control points per curve (wiggliness)", (0, 8)),
+        Knob("wiggle", float, [0.05, 0.2], "how far bends stray from the straight start-end line, as a fraction of the height", (0.0, 1.0)),
+        Knob("crossings", int, [1, 14], "total crossings required in the scene (lo..hi)", (0, 80)),
+        Knob("same_colour", bool, False, "draw every curve and marker in black (hard) instead of distinct colours"),
+        Knob("thickness_px", int, [2, 3], "line thickness", (1, 8)),
+        Knob("min_crossing_angle_deg", float, 25.0, "reject crossings flatter than this", (0.0, 90.0), audit=True),
+        Knob("min_gap_lw", float, 4.0, "min centre-line gap between curves away from crossings, in line widths", (1.0, 20.0), audit=True),
+        Knob("min_crossing_sep_px", float, 16.0, "min distance between any two crossings", (0.0, 200.0), audit=True),
+        Knob("crossing_clearance_px", float, 20.0, "min distance from a crossing to any marker or label", (0.0, 200.0), audit=True),
+        Knob("marker_clearance_px", float, 6.0, "min gap between a curve and another curve's marker", (0.0, 100.0), audit=True),
+        Knob("border_px", float, 10.0, "min distance from curves and labels to the image border", (0.0, 100.0), audit=True),
+        Knob("label_gap_px", float, 4.0, "min gap between a label and anything else", (0.0, 50.0), audit=True),
+        Knob("max_attempts", int, 2000, "scenes drawn per sample before giving up", (1, 10**6), audit=True),
+    )
+    columns = (
+        Column("curves", int, "number of curves"),
+        Column("bends", int, "interior control points per curve"),
+        Column("crossings", int, "crossings in the scene"),
+        Column("query_crossings", int, "crossings on the queried curve"),
+        Column("same_colour", bool, "all curves drawn in one colour"),
+        Column("thickness_px", int, "line thickness"),
+        Column("wiggle", float, "bend amplitude drawn for the scene (fraction of the height)"),
+        Column("query_length_px", float, "arc length of the queried curve"),
+    )
+    levels = {
+        "easy": {"curves": 3, "bends": [1, 2], "wiggle": [0.05, 0.15], "crossings": [1, 3], "same_colour": False, "thickness_px": 3},
+        "medium": {"curves": [4, 5], "bends": [2, 3], "wiggle": [0.1, 0.2], "crossings": [2, 6], "same_colour": False, "thickness_px": [2, 3]},
+        "hard": {"curves": [5, 6], "bends": [3, 4], "wiggle": [0.05, 0.15], "crossings": [4, 12], "same_colour": True, "thickness_px": 2},
+    }
+
+    # ------------------------------------------------------------------ layout
+
+    @staticmethod
+    def _frame(params: Mapping[str, Any], thickness: int) -> dict[str, float]:
+        """Sizes that follow from the canvas and knobs (no randomness)."""
+        k = params["knobs"]
+        w, h = params["canvas"]
+        lw, lh, ld = (max(v) for v in zip(*(text_size(g, FONT_SCALE, FONT_THICKNESS) for g in LABEL_GLYPHS)))
+        marker_r = max(4.0, 1.5 * thickness + 1.0)
+        label_w = lw + FONT_THICKNESS + 2.0
+        label_h = lh + ld + FONT_THICKNESS + 2.0
+        x_start = k["border_px"] + label_w + k["label_gap_px"] + marker_r
+        margin_y = k["border_px"] + max(label_h / 2.0, marker_r)
+        # Adjacent start (or end) slots: labels must not touch, curves must start apart.
+        slot = max(label_h + k["label_gap_px"], 2 * marker_r + k["marker_clearance_px"] + thickness, k["min_gap_lw"] * thickness * 2)
+        return {
+            "x_start": x_start,
+            "x_end": w - x_start,
+            "y_lo": margin_y,
+            "y_hi": h - margin_y,
+            "slot": slot,
+            "marker_r": marker_r,
+        }
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        k = params["knobs"]
+        w, h = params["canvas"]
+        c_lo, c_hi = bounds_of(k["curves"])
+        t_lo, t_hi = bounds_of(k["thickness_px"])
+        x_lo, x_hi = bounds_of(k["crossings"])
+        f = self._frame(params, t_hi)
+        need_h = (c_hi - 1) * f["slot"] + 2 * f["y_lo"]
+        if h < need_h:
+            raise UsageError(
+                f"canvas {w}x{h} is too small for {c_hi} curves of {t_hi} px: the height must be at least "
+                f"{math.ceil(need_h)} px; use a larger --canvas or fewer curves"
+            )
+        if f["x_end"] - f["x_start"] < 8 * f["slot"]:
+            raise UsageError(f"canvas {w}x{h} is too narrow: the width must be at least {math.ceil(2 * f['x_start'] + 8 * f['slot'])} px")
+        if not k["same_colour"] and c_hi > len(PALETTE):
+            raise UsageError(f"{c_hi} curves with distinct colours: there are only {len(PALETTE)} colours; set same_colour=true")
+        if c_lo < 2 and x_lo > 0:
+            raise UsageError("one curve cannot cross anything: use curves >= 2 or crossings=0")
+        if x_hi < 1:
+            raise UsageError("the queried line must cross another line: crossings must allow at least 1")
+        max_x = (c_hi * (c_hi - 1) // 2) * (bounds_of(k["bends"])[1] + 1) * 2
+        if x_lo > max_x:
+            raise UsageError(
+                f"{x_lo} crossings cannot be drawn with at most {c_hi} curves and {bounds_of(k['bends'])[1]} bends "
+                f"(at most about {max_x}); lower crossings or add curves/bends"
+            )
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene:
+        k = params["knobs"]
+        for attempt in range(1, int(k["max_attempts"]) + 1):
+            scene = self._attempt(rng, params)
+            if isinstance(scene, Scene):
+                scene.attempts = attempt
+                return scene
+        raise GenerationError(
+            f"tracing: no scene passed the audit in {k['max_attempts']} attempts with knobs {dict(k)}; "
+            "loosen the crossings range or the audit thresholds"
+        )
+
+    def _attempt(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene | str:
+        k = params["knobs"]
+        w, h = params["canvas"]
+        n = draw_int(rng, k["curves"])
+        bends = draw_int(rng, k["bends"])
+        thickness = draw_int(rng, k["thickness_px"])
+        lo_x, hi_x = bounds_of(k["crossings"])
+        f = self._frame(params, thickness)
+
+        def slots() -> np.ndarray:  # n sorted positions at least `slot` apart in [y_lo, y_hi]
+            free = f["y_hi"] - f["y_lo"] - (n - 1) * f["slot"]
+            return f["y_lo"] + np.sort(rng.uniform(0.0, free, n)) + np.arange(n) * f["slot"]
+
+        y_start = slots()
+        y_end = slots()
+        perm = rng.permutation(n)  # curve i ends at end slot perm[i]
+        x_ctrl = np.linspace(f["x_start"], f["x_end"], bends + 2)
+        y_ctrl = np.empty((n, bends + 2))
+        y_ctrl[:, 0] = y_start
+        y_ctrl[:, -1] = y_end[perm]
+        wiggle = float(rng.uniform(*bounds_of(k["wiggle"])))
+        frac = x_ctrl[1:-1] / (f["x_end"] - f["x_start"]) - f["x_start"] / (f["x_end"] - f["x_start"])  # [bends]
+        straight = y_ctrl[:, :1] + frac[None, :] * (y_ctrl[:, -1:] - y_ctrl[:, :1])  # [n, bends]
+        y_ctrl[:, 1:-1] = np.clip(straight + rng.uniform(-wiggle, wiggle, (n, bends)) * h, f["y_lo"], f["y_hi"])
+
+        per_span = max(2, int(math.ceil((x_ctrl[1] - x_ctrl[0]) / VERTEX_SPACING_PX)))
+        xs = geo.snap(np.linspace(f["x_start"], f["x_end"], (bends + 1) * per_span + 1))
+        ys = geo.snap(y_ctrl @ _spline_basis(bends + 2, per_span).T)  # [n, M]
+
+        half = thickness / 2.0
+        # Curves stay inside the canvas.
+        if ys.min() < k["border_px"] + half or ys.max() > h - k["border_px"] - half:
+            return "border"
+        if not lo_x <= geo.graph_crossing_count(ys) <= hi_x:
+            return "crossing count"
+        cross = geo.graph_crossings(xs, ys)
+        if len(cross) and cross.angle_deg.min() < k["min_crossing_angle_deg"]:
+            return "crossing angle"
+        if len(cross) > 1:
+            d = np.hypot(*(cross.points[:, None, :] - cross.points[None, :, :]).transpose(2, 0, 1))
+            np.fill_diagonal(d, np.inf)
+            if d.min() < k["min_crossing_sep_px"]:
+                return "crossings too close"
+
+        # Markers and labels.
+        r = f["marker_r"]
+        starts = np.stack([np.full(n, xs[0]), ys[:, 0]], axis=1)
+        ends = np.stack([np.full(n, xs[-1]), ys[:, -1]], axis=1)
+        markers = np.concatenate([starts, ends])  # [2n, 2]
+        if len(cross):
+            to_marker = np.hypot(*(cross.points[:, None, :] - markers[None, :, :]).transpose(2, 0, 1))
+            if to_marker.min() < r + k["crossing_clearance_px"]:
+                return "crossing near marker"
+
+        # Away from crossings, no two curves come closer than min_gap_lw line widths.
+        min_gap = k["min_gap_lw"] * thickness
+        gaps = geo.graph_vertex_gaps(xs, ys, reach=min_gap)  # [n, n, M]
+        close = gaps < min_gap
+        if close.any():
+            vert = np.stack(np.broadcast_arrays(xs[None, :], ys), axis=-1)  # [n, M, 2]
+            for i, j in zip(*np.nonzero(close.any(axis=-1))):
+                sel = ((cross.first == i) & (cross.second == j)) | ((cross.first == j) & (cross.second == i))
+                if not sel.any():
+                    return "curves too close"
+                pts, ang = cross.points[sel], cross.angle_deg[sel]
+                reach = 1.25 * min_gap / np.sin(np.radians(ang)) + VERTEX_SPACING_PX  # [X]
+                dist = np.hypot(*(vert[i][:, None, :] - pts[None, :, :]).transpose(2, 0, 1))  # [M, X]
+                if (close[i, j] & ~(dist < reach[None, :]).any(axis=1)).any():
+                    return "curves too close"
+
+        # Curves keep clear of other curves' markers (markers sit at the first/last vertex).
+        clear = r + half + k["marker_clearance_px"]
+        band = int(math.ceil(clear / (xs[1] - xs[0]))) + 2
+        for side, mk in ((slice(0, band + 1), starts), (slice(-band - 1, None), ends)):
+            sx, sy = xs[side], ys[:, side]  # [S], [n, S]
+            s0 = np.stack(np.broadcast_arrays(sx[None, :-1], sy[:, :-1]), axis=-1)  # [n, S-1, 2]
+            s1 = np.stack(np.broadcast_arrays(sx[None, 1:], sy[:, 1:]), axis=-1)
+            dist = geo.point_segment_distance(mk[:, None, None, :], s0[None], s1[None]).min(axis=-1)  # [marker, curve]
+            dist[np.arange(n), np.arange(n)] = np.inf
+            if dist.min() < clear:
+                return "curve near marker"
+
+        # Scene accepted: labels, colours, query.
+        end_numbers = rng.permutation(n) + 1  # number written at end slot s
+        if k["same_colour"]:
+            colours = [ONE_COLOUR] * n
+        else:
+            names = list(PALETTE)
+            colours = [(names[c], PALETTE[names[c]]) for c in rng.choice(len(names), n, replace=False)]
+        crossings_per_curve = np.bincount(np.concatenate([cross.first, cross.second]), minlength=n)
+        candidates = np.nonzero(crossings_per_curve > 0)[0]
+        if candidates.size == 0:
+            return "no crossing"
+        q = int(candidates[rng.integers(candidates.size)])
+
+        labels, label_boxes = [], []
+        curves = []
+        points = np.stack(np.broadcast_arrays(xs[None, :], ys), axis=-1).tolist()  # [n][M][2]
+        for i in range(n):
+            letter = START_LETTERS[i]
+            number = str(int(end_numbers[perm[i]]))
+            for text, (mx, my), side in ((letter, starts[i], -1), (number, ends[i], +1)):
+                tw, th, td = text_size(text, FONT_SCALE, FONT_THICKNESS)
+                gap = r + k["label_gap_px"] + FONT_THICKNESS / 2.0 + 1.0
+                ox = int(round(mx - 0.5 - gap - tw)) if side < 0 else int(round(mx - 0.5 + gap))
+                oy = int(round(my - 0.5 + th / 2.0))
+                box = text_box(text, (ox, oy), FONT_SCALE, FONT_THICKNESS)
+                if box[0] < k["border_px"] * 0.5 or box[2] > w - k["border_px"] * 0.5:
+                    return "label off canvas"
+                labels.append({"text": text, "origin": [ox, oy], "box": [float(v) for v in box], "curve": i})
+                label_boxes.append(box)
+            curves.append(
+                {
+                    "start_label": letter,
+                    "end_label": number,
+                    "colour": colours[i][0],
+                    "rgb": list(colours[i][1]),
+                    "points": points[i],
+                }
+            )
+        for a in range(len(label_boxes)):
+            for b in range(a + 1, len(label_boxes)):
+                if geo.boxes_overlap(label_boxes[a], label_boxes[b], k["label_gap_px"]):
+                    return "labels overlap"
+        if len(cross):
+            for box in label_boxes:
+                bx = np.clip(cross.points[:, 0], box[0], box[2]) - cross.points[:, 0]
+                by = np.clip(cross.points[:, 1], box[1], box[3]) - cross.points[:, 1]
+                if np.hypot(bx, by).min() < k["crossing_clearance_px"]:
+                    return "crossing near label"
+
+        marker_list = [
+            {"curve": i, "kind": kind, "center": pt.tolist(), "radius": r}
+            for kind, arr in (("start", starts), ("end", ends))
+            for i, pt in enumerate(arr)
+        ]
+        end_box = next(lb for lb in labels if lb["curve"] == q and lb["text"] == curves[q]["end_label"])["box"]
+        targets = [
+            {"type": "disc", "center": ends[q].tolist(), "radius": r},
+            {"type": "rect", "box": end_box},
+        ]
+        geometry = {
+            "canvas": [w, h],
+            "thickness_px": thickness,
+            "font": {"scale": FONT_SCALE, "thickness_px": FONT_THICKNESS},
+            "curves": curves,
+            "markers": marker_list,
+            "labels": labels,
+            "crossings": [
+                {"curves": [int(a), int(b)], "point": [round(float(x), 4), round(float(y), 4)], "angle_deg": round(float(t), 3)}
+                for a, b, (x, y), t in zip(cross.first, cross.second, cross.points, cross.angle_deg)
+            ],
+            "query": {"curve": q, "start_label": curves[q]["start_label"], "end_label": curves[q]["end_label"]},
+            "targets": targets,
+        }
+        knobs = {
+            "curves": n,
+            "bends": bends,
+            "crossings": len(cross),
+            "query_crossings": int(crossings_per_curve[q]),
+            "same_colour": bool(k["same_colour"]),
+            "thickness_px": thickness,
+            "wiggle": round(wiggle, 6),
+            "query_length_px": round(geo.polyline_length(np.stack([xs, ys[q]], axis=1)), 3),
+        }
+        question = self.question_template.format(start=curves[q]["start_label"])
+        return Scene((w, h), question, curves[q]["end_label"], geometry, knobs)
+
+    # ------------------------------------------------------------------ drawing
+
+    def draw(self, geometry: Mapping[str, Any]) -> list[Primitive]:
+        t = int(geometry["thickness_px"])
+        font = geometry["font"]
+        prims: list[Primitive] = [
+            Polyline(np.asarray(c["points"]), tuple(c["rgb"]), t) for c in geometry["curves"]
+        ]
+        rgb = [tuple(c["rgb"]) for c in geometry["curves"]]
+        prims += [Disc(tuple(m["center"]), m["radius"], rgb[m["curve"]]) for m in geometry["markers"]]
+        prims += [
+            Text(lb["text"], tuple(lb["origin"]), font["scale"], LABEL_RGB, font["thickness_px"]) for lb in geometry["labels"]
+        ]
+        return prims

@@ -1,0 +1,178 @@
+"""The dataset card (README.md): YAML the Hub reads + a body people read, from one source.
+
+The YAML `configs` and `dataset_info.features` come from the same `Features` the shards carry,
+through huggingface_hub's `DatasetCardData` and datasets' `DatasetInfosDict`; nothing is written
+by hand twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from . import __version__
+from .samples import RunSpec
+from .tasks import get_task
+
+PAPER_BIBTEX = """@article{esmaeilkhani2025klal,
+  title   = {Direct Visual Grounding by Directing Attention of Visual Tokens},
+  author  = {Esmaeilkhani, Parsa and Latecki, Longin Jan},
+  journal = {arXiv preprint},
+  year    = {2025}
+}"""
+
+SOFTWARE_BIBTEX = f"""@software{{linebench,
+  title   = {{linebench: synthetic visual-grounding benchmarks with ground-truth attention maps}},
+  author  = {{linebench developers}},
+  version = {{{__version__}}},
+  year    = {{2026}}
+}}"""
+
+BASE_FIELDS = {
+    "id": "unique, stable id: `<task>-<split>-s<base seed>-<index>`",
+    "image": "the picture (PNG, RGB, canvas size)",
+    "question": "the question, answerable from the picture alone",
+    "answer": "the exact answer, computed from the geometry",
+    "task": "task name",
+    "split": "split name",
+    "index": "position of the sample in its split",
+    "seed": "the sample's own seed; with `params` it regenerates the row",
+    "generator_version": "version of the generator that made the row (`core<N>-<task><M>`)",
+    "difficulty": "difficulty level the sample was drawn at",
+    "attempts": "scenes drawn until one passed the audit",
+    "params": "JSON: every parameter used (resolved knobs, audit thresholds, canvas, maps, base seed)",
+    "geometry": "JSON: the exact scene (see docs/schema.md) incl. the attention-map targets",
+}
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def _histograms(folder: Path, manifest: dict[str, Any]) -> tuple[Counter, Counter]:
+    answers: Counter = Counter()
+    levels: Counter = Counter()
+    for shard in manifest["shards"]:
+        t = pq.read_table(folder / shard["path"], columns=["answer", "difficulty"])
+        answers.update(t.column("answer").to_pylist())
+        levels.update(t.column("difficulty").to_pylist())
+    return answers, levels
+
+
+def _table(counter: Counter) -> str:
+    total = sum(counter.values()) or 1
+    keys = sorted(counter, key=lambda k: (len(str(k)), str(k)))
+    lines = ["| value | rows | share |", "|---|---:|---:|"]
+    lines += [f"| {k} | {counter[k]} | {100 * counter[k] / total:.1f}% |" for k in keys]
+    return "\n".join(lines)
+
+
+def write_card(folder: Path, spec: RunSpec, feats, manifest: dict[str, Any]) -> None:
+    from datasets import Array2D, DatasetInfo, Image, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from datasets.splits import SplitDict
+    from huggingface_hub import DatasetCardData
+
+    task = get_task(spec.task)
+    size = sum(s["bytes"] for s in manifest["shards"])
+    splits = SplitDict()
+    splits.add(SplitInfo(spec.split, num_bytes=size, num_examples=spec.n))
+    info = DatasetInfo(features=feats, splits=splits, download_size=size, dataset_size=size)
+    data = DatasetCardData(
+        license="cc-by-4.0",
+        pretty_name=f"linebench {task.name}",
+        task_categories=["visual-question-answering"],
+        tags=["linebench", "synthetic", "visual-grounding", "attention-maps", task.name],
+        size_categories=[_size_category(spec.n)],
+        configs=[{"config_name": "default", "data_files": [{"split": spec.split, "path": f"data/{spec.split}-*"}], "default": True}],
+    )
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+
+    answers, levels = _histograms(folder, manifest)
+    (folder / "assets").mkdir(exist_ok=True)
+    first = pq.read_table(folder / manifest["shards"][0]["path"], columns=["image", "question", "answer"]).slice(0, 1).to_pylist()[0]
+    (folder / "assets" / "example.png").write_bytes(first["image"]["bytes"])
+
+    task_fields = {c.name: c.help for c in task.columns}
+    rows = []
+    for name, feat in feats.items():
+        if isinstance(feat, Array2D):
+            kind = f"Array2D{tuple(feat.shape)} float32"
+            desc = f"ground-truth attention map P(S) on the `{name[5:]}` token grid; sums to 1"
+        else:
+            kind = "Image" if isinstance(feat, Image) else feat.dtype
+            desc = task_fields.get(name) or BASE_FIELDS.get(name, "")
+        rows.append(f"| `{name}` | {kind} | {desc} |")
+    mp_ = spec.map_params
+    body = f"""
+# linebench — {task.name}
+
+{task.description} A synthetic visual-grounding benchmark from
+[linebench](https://github.com/linebench/linebench): every answer is computed from exact vector
+geometry, and every sample carries ground-truth attention maps for training with the KL attention
+loss (KLAL) of *Direct Visual Grounding by Directing Attention of Visual Tokens* (Esmaeilkhani & Latecki).
+
+![example](assets/example.png)
+
+Example — **Q:** {first["question"]} **A:** {first["answer"]}
+
+## Load
+
+```python
+from datasets import load_dataset
+ds = load_dataset("path/or/repo-id", split="{spec.split}")
+row = ds[0]   # row["image"] is a PIL image, row["attn_{spec.maps[0] if spec.maps else 'grid24'}"] a float32 array
+```
+
+## How it was generated
+
+linebench {__version__}, generator `{manifest["generator_version"]}`:
+
+```
+{manifest["command"]}
+```
+
+Rows depend only on (base seed, task, split, index): the same command gives the same bytes with any
+number of workers. `linebench verify FOLDER` re-renders rows from their stored `seed` and `params`
+and checks every shard against `manifest.json`.
+
+Attention maps: target tokens (those holding the queried end marker and its label) share mass
+{mp_.target} in proportion to the exact target area in each token; their neighbours within {mp_.radius}
+token(s) share {mp_.neighbour}; all other tokens share {mp_.floor}. Maps for other models' token grids
+can be recomputed from `geometry` at any time.
+
+## Fields
+
+| field | type | description |
+|---|---|---|
+{chr(10).join(rows)}
+
+## Statistics ({spec.split}, {spec.n} rows)
+
+Answers:
+
+{_table(answers)}
+
+Difficulty levels:
+
+{_table(levels)}
+
+## Licence
+
+The data is released under CC-BY-4.0; the linebench code under Apache-2.0.
+
+## Citation
+
+```bibtex
+{PAPER_BIBTEX}
+
+{SOFTWARE_BIBTEX}
+```
+"""
+    (folder / "README.md").write_text(f"---\n{data.to_yaml()}\n---\n{body}")

@@ -1,0 +1,323 @@
+"""Dataset folders: features, sharded resumable parquet writing, manifest.
+
+Layout of a folder (readable by `datasets.load_dataset(folder)`, no loading script):
+  README.md                                 dataset card, YAML `configs` + `dataset_info`
+  manifest.json                             version, command, counts, sha256 of every shard
+  data/<split>-NNNNN-of-NNNNN.parquet      shards, `shard_size` rows each
+  assets/example.png                        the first sample's image (shown in the card)
+  .linebench-run.json                       the run's arguments (for --resume), kept afterwards
+
+A shard is a pure function of (RunSpec, shard index): workers write whole shards to a temporary
+file and rename it into place, so a killed run never leaves a truncated shard and `--resume`
+only writes the shards that are missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .errors import GenerationError, UsageError
+from .grids import grid_shape
+from .samples import RowMaker, RunSpec, generator_version
+from .tasks import Task, get_task
+
+RUN_FILE = ".linebench-run.json"
+MANIFEST = "manifest.json"
+ROW_GROUP_SIZE = 100  # small row groups keep streaming and the Hub viewer light for image rows
+
+_PY_TO_VALUE = {int: "int32", float: "float32", bool: "bool", str: "string"}
+
+
+def base_columns() -> list[tuple[str, str]]:
+    return [
+        ("id", "string"),
+        ("image", "image"),
+        ("question", "string"),
+        ("answer", "string"),
+        ("task", "string"),
+        ("split", "string"),
+        ("index", "int64"),
+        ("seed", "int64"),
+        ("generator_version", "string"),
+        ("difficulty", "string"),
+    ]
+
+
+def features(spec: RunSpec):
+    """The `datasets.Features` of a run's rows: declared once, stored in the shards and the card."""
+    from datasets import Array2D, Features, Image, Value
+
+    task = get_task(spec.task)
+    cols: dict[str, Any] = {}
+    for name, kind in base_columns():
+        cols[name] = Image() if kind == "image" else Value(kind)
+    for c in task.columns:
+        cols[c.name] = Value(_PY_TO_VALUE[c.kind])
+    cols["attempts"] = Value("int32")
+    cols["params"] = Value("string")
+    cols["geometry"] = Value("string")
+    for name in spec.maps:
+        cols[f"attn_{name}"] = Array2D(grid_shape(name, spec.params.canvas), "float32")
+    return Features(cols)
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def shard_name(split: str, i: int, count: int) -> str:
+    return f"data/{split}-{i:05d}-of-{count:05d}.parquet"
+
+
+def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+
+
+def _column(rows: list[dict[str, Any]], name: str, typ: pa.DataType) -> pa.Array:
+    if isinstance(typ, pa.ExtensionType):  # Array2D: nested lists over one flat float32 buffer
+        arr = np.stack([r[name] for r in rows]).astype(np.float32, copy=False)  # [B, R, C]
+        b, r, c = arr.shape
+        inner = pa.ListArray.from_arrays(pa.array(np.arange(0, b * r * c + 1, c, dtype=np.int32)), pa.array(arr.ravel()))
+        outer = pa.ListArray.from_arrays(pa.array(np.arange(0, b * r + 1, r, dtype=np.int32)), inner)
+        return pa.ExtensionArray.from_storage(typ, outer)
+    if pa.types.is_struct(typ):  # Image: {bytes, path}
+        return pa.StructArray.from_arrays(
+            [pa.array([r[name] for r in rows], pa.binary()), pa.nulls(len(rows), pa.string())], names=["bytes", "path"]
+        )
+    return pa.array([r[name] for r in rows], typ)
+
+
+def write_shard(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> tuple[str, int]:
+    """Write rows to `path` atomically (temporary file + rename) -> (sha256, bytes)."""
+    table = pa.Table.from_arrays([_column(rows, f.name, f.type) for f in schema], schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        row_group_size=ROW_GROUP_SIZE,
+        compression={f.name: ("none" if f.name == "image" else "zstd") for f in schema},
+        write_statistics=[f.name for f in schema if f.name not in ("image", "geometry", "params")],
+    )
+    data = sink.getvalue().to_pybytes()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+# Worker state (set once per process by the pool initializer).
+_W: dict[str, Any] = {}
+
+
+def _init_worker(spec_dict: dict[str, Any], schema: pa.Schema, counter: Any) -> None:
+    import gc
+
+    _W["maker"] = RowMaker(RunSpec.from_dict(spec_dict))
+    _W["schema"] = schema
+    _W["counter"] = counter
+    gc.freeze()  # long-lived imports out of the collector's way: cheaper collections per row
+
+
+def _run_shard(job: tuple[int, int, str]) -> tuple[str, str, int]:
+    start, stop, path = job
+    maker, counter = _W["maker"], _W["counter"]
+    rows = []
+    for index in range(start, stop):
+        rows.append(maker(index))
+        with counter.get_lock():
+            counter.value += 1
+    sha, size = write_shard(rows, _W["schema"], Path(path))
+    return path, sha, size
+
+
+@dataclass
+class GenerateResult:
+    out: Path
+    rows: int
+    shards: int
+    written: int  # shards written by this run (the rest were already there, with --resume)
+    seconds: float
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _prepare_out(out: Path, spec_dict: dict[str, Any], overwrite: bool, resume: bool) -> None:
+    """Check the output folder before anything is written; clear it for --overwrite."""
+    if overwrite and resume:
+        raise UsageError("--overwrite and --resume exclude each other")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output {out} exists and is not a folder")
+    contents = list(out.iterdir()) if out.exists() else []
+    if contents:
+        ours = (out / RUN_FILE).exists() or (out / MANIFEST).exists()
+        if resume:
+            if not (out / RUN_FILE).exists():
+                raise UsageError(f"cannot resume: {out} has no {RUN_FILE} (it was not made by linebench generate)")
+            previous = json.loads((out / RUN_FILE).read_text())
+            if previous.get("spec") != spec_dict:
+                raise UsageError(f"cannot resume: {out} was started with other arguments; use the same ones, or --overwrite")
+        elif overwrite:
+            if not ours:
+                raise UsageError(f"refusing to overwrite {out}: it is not a linebench dataset folder")
+            shutil.rmtree(out)
+        else:
+            raise UsageError(f"output folder {out} exists and is not empty; use --overwrite to replace it or --resume to finish it")
+    parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {out}: {parent} is not writable")
+
+
+def canonical_command(spec: RunSpec, shard_size: int) -> str:
+    """The `linebench generate` command that reproduces this folder (worker count does not matter)."""
+    w, h = spec.params.canvas
+    parts = [
+        "linebench generate",
+        f"--task {spec.task}",
+        f"--split {spec.split}",
+        f"--n {spec.n}",
+        f"--seed {spec.seed}",
+        f"--difficulty {spec.params.difficulty}",
+        f"--canvas {w}x{h}",
+        f"--maps {','.join(spec.maps)}",
+    ]
+    for name, value in spec.params.overrides.items():
+        text = f"{value[0]}..{value[1]}" if isinstance(value, list) else str(value).lower() if isinstance(value, bool) else str(value)
+        parts.append(f"--knob {name}={text}")
+    mp_ = spec.map_params
+    parts.append(f"--map-target {mp_.target} --map-neighbour {mp_.neighbour} --map-floor {mp_.floor} --map-radius {mp_.radius}")
+    parts.append(f"--shard-size {shard_size}")
+    return " ".join(parts)
+
+
+def preflight(spec: RunSpec) -> RowMaker:
+    """Validate a run before touching the disk: parameters resolve, and each level can produce a
+    scene (so impossible knob combinations fail here, with one clear message)."""
+    if spec.n <= 0:
+        raise UsageError(f"--n must be positive, got {spec.n}")
+    maker = RowMaker(spec)  # resolves and checks the parameters of every level
+    features(spec)  # validates the map profiles
+    for level, params in maker.params.items():
+        probe = dict(params)
+        probe["knobs"] = {**params["knobs"], "max_attempts": min(int(params["knobs"].get("max_attempts", 2000)), 2000)}
+        try:
+            maker.task.sample(np.random.default_rng(0), probe)
+        except GenerationError as e:
+            raise UsageError(f"difficulty {level!r}: {e}") from None
+    return maker
+
+
+def generate(
+    spec: RunSpec,
+    out: Path,
+    *,
+    workers: int = 1,
+    shard_size: int = 1000,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> GenerateResult:
+    """Generate `spec` into the folder `out`. `progress(done, total)` is called as rows complete."""
+    from .card import write_card
+
+    t0 = time.perf_counter()
+    if shard_size <= 0:
+        raise UsageError(f"--shard-size must be positive, got {shard_size}")
+    if workers <= 0:
+        raise UsageError(f"--workers must be positive, got {workers}")
+    preflight(spec)
+    spec_dict = spec.to_dict()
+    _prepare_out(out, spec_dict, overwrite, resume)
+
+    feats = features(spec)
+    schema = feats.arrow_schema
+    ranges = shard_ranges(spec.n, shard_size)
+    names = [shard_name(spec.split, i, len(ranges)) for i in range(len(ranges))]
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "data").glob(".*.tmp-*"):
+        stale.unlink()
+    (out / RUN_FILE).write_text(json.dumps({"spec": spec_dict, "shard_size": shard_size}, indent=1, sort_keys=True) + "\n")
+
+    todo = [(s, e, str(out / nm)) for (s, e), nm in zip(ranges, names) if not (out / nm).exists()]
+    done_rows = spec.n - sum(e - s for s, e, _ in todo)
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    counter = ctx.Value("q", 0)
+    report = progress or (lambda done, total: None)
+    report(done_rows, spec.n)
+    if todo:
+        if workers == 1 or len(todo) == 1:
+            _init_worker(spec_dict, schema, counter)
+            for job in todo:
+                _run_shard(job)
+                report(done_rows + counter.value, spec.n)
+        else:
+            pool = ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(spec_dict, schema, counter))
+            try:
+                pending = pool.imap_unordered(_run_shard, todo)
+                remaining = len(todo)
+                while remaining:
+                    try:
+                        pending.next(timeout=0.1)
+                        remaining -= 1
+                    except mp.TimeoutError:
+                        pass
+                    report(done_rows + counter.value, spec.n)
+                pool.close()  # let workers exit on their own: killing them mid-exit aborts native threads
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
+    report(spec.n, spec.n)
+
+    shards = [{"path": nm, "rows": e - s, "sha256": sha256_file(out / nm), "bytes": (out / nm).stat().st_size} for (s, e), nm in zip(ranges, names)]
+    manifest = {
+        "linebench_version": __version__,
+        "generator_version": generator_version(get_task(spec.task)),
+        "command": canonical_command(spec, shard_size),
+        "spec": spec_dict,
+        "shard_size": shard_size,
+        "num_rows": spec.n,
+        "splits": {spec.split: spec.n},
+        "shards": shards,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    write_card(out, spec, feats, manifest)
+    return GenerateResult(out, spec.n, len(ranges), len(todo), time.perf_counter() - t0)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not path.exists():
+        raise UsageError(f"{folder} has no {MANIFEST}: not a finished linebench dataset (an interrupted run? use --resume)")
+    return json.loads(path.read_text())
+
+
+def iter_rows(folder: Path, manifest: dict[str, Any], columns: Sequence[str] | None = None) -> Iterable[dict[str, Any]]:
+    for shard in manifest["shards"]:
+        table = pq.read_table(folder / shard["path"], columns=list(columns) if columns else None)
+        yield from table.to_pylist()
+
+
+def task_of(manifest: dict[str, Any]) -> Task:
+    return get_task(manifest["spec"]["task"])

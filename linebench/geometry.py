@@ -1,0 +1,302 @@
+"""Exact vector geometry on plain numpy arrays.
+
+Conventions: canvas pixels, x to the right, y downwards, (0, 0) is the top-left corner of the
+top-left pixel, so the pixel (col, row) covers [col, col + 1) x [row, row + 1). Polylines are
+float arrays of shape [M, 2]. Nothing here draws, samples or does I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+# OpenCV draws with `shift=4` fractional bits: coordinates are multiples of 1/16 px. Geometry is
+# snapped to the same lattice so that what we measure is exactly what gets drawn.
+SUBPIXEL = 16
+
+
+def snap(points: np.ndarray, step: float = 1.0 / SUBPIXEL) -> np.ndarray:
+    """Round coordinates to the drawing lattice (multiples of `step`)."""
+    return np.round(np.asarray(points, dtype=np.float64) / step) * step
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def hermite_spline(points: np.ndarray, tangents: np.ndarray, samples_per_span: int) -> np.ndarray:
+    """Flatten a cubic Hermite spline through `points` [K, 2] with `tangents` [K, 2].
+
+    Returns [(K - 1) * samples_per_span + 1, 2]; the control points are vertices of the result.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    m = np.asarray(tangents, dtype=np.float64)
+    t = np.arange(samples_per_span, dtype=np.float64) / samples_per_span  # [S]
+    t2, t3 = t * t, t * t * t
+    h00 = 2 * t3 - 3 * t2 + 1
+    h10 = t3 - 2 * t2 + t
+    h01 = -2 * t3 + 3 * t2
+    h11 = t3 - t2
+    # [K-1, S, 2]
+    seg = (
+        h00[None, :, None] * p[:-1, None, :]
+        + h10[None, :, None] * m[:-1, None, :]
+        + h01[None, :, None] * p[1:, None, :]
+        + h11[None, :, None] * m[1:, None, :]
+    )
+    return np.concatenate([seg.reshape(-1, 2), p[-1:]], axis=0)
+
+
+def catmull_rom_tangents(points: np.ndarray, flat_ends: bool = True) -> np.ndarray:
+    """Catmull-Rom tangents (uniform parameter). With `flat_ends`, end tangents keep only the
+    x component of the neighbouring chord, so a curve leaves its end markers horizontally."""
+    p = np.asarray(points, dtype=np.float64)
+    m = np.empty_like(p)
+    m[1:-1] = (p[2:] - p[:-2]) / 2.0
+    m[0] = p[1] - p[0]
+    m[-1] = p[-1] - p[-2]
+    if flat_ends:
+        m[0, 1] = 0.0
+        m[-1, 1] = 0.0
+    return m
+
+
+def polyline_length(poly: np.ndarray) -> float:
+    d = np.diff(np.asarray(poly, dtype=np.float64), axis=0)
+    return float(np.hypot(d[:, 0], d[:, 1]).sum())
+
+
+def acute_angle_deg(d1: np.ndarray, d2: np.ndarray) -> np.ndarray:
+    """Angle in degrees, in [0, 90], between lines along direction vectors d1 and d2 [..., 2]."""
+    cross = d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0]
+    dot = d1[..., 0] * d2[..., 0] + d1[..., 1] * d2[..., 1]
+    return np.degrees(np.arctan2(np.abs(cross), np.abs(dot)))
+
+
+# --------------------------------------------------------------------------- crossings
+
+
+@dataclass(frozen=True)
+class Crossings:
+    """Crossing points between polylines. All arrays have one entry per crossing."""
+
+    first: np.ndarray  # [X] index of the first polyline (or 0 for a single pair)
+    second: np.ndarray  # [X] index of the second polyline
+    segment: np.ndarray  # [X] segment index in the first polyline
+    points: np.ndarray  # [X, 2]
+    angle_deg: np.ndarray  # [X] acute crossing angle
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+def segment_crossings(a: np.ndarray, b: np.ndarray) -> Crossings:
+    """Proper crossings between polylines `a` [M, 2] and `b` [K, 2] (any shape, all segment pairs).
+
+    Parameters on both segments are half-open, t in [0, 1), so a crossing exactly at a shared
+    vertex is counted once; the last vertex of a polyline is closed. Collinear overlaps have no
+    single crossing point and are not reported (audits catch them as zero distance).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    p, r = a[:-1, None, :], (a[1:] - a[:-1])[:, None, :]  # [M-1, 1, 2]
+    q, s = b[None, :-1, :], (b[1:] - b[:-1])[None, :, :]  # [1, K-1, 2]
+    denom = r[..., 0] * s[..., 1] - r[..., 1] * s[..., 0]  # [M-1, K-1]
+    qp = q - p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (qp[..., 0] * s[..., 1] - qp[..., 1] * s[..., 0]) / denom
+        u = (qp[..., 0] * r[..., 1] - qp[..., 1] * r[..., 0]) / denom
+    t_hi = np.where(np.arange(a.shape[0] - 1)[:, None] == a.shape[0] - 2, 1.0 + 1e-12, 1.0)
+    u_hi = np.where(np.arange(b.shape[0] - 1)[None, :] == b.shape[0] - 2, 1.0 + 1e-12, 1.0)
+    hit = (denom != 0) & (t >= 0) & (t < t_hi) & (u >= 0) & (u < u_hi)
+    i, j = np.nonzero(hit)
+    pts = a[i] + t[i, j][:, None] * (a[i + 1] - a[i])
+    ang = acute_angle_deg(a[i + 1] - a[i], b[j + 1] - b[j])
+    zeros = np.zeros(len(i), dtype=np.int64)
+    return Crossings(zeros, zeros + 1, i.astype(np.int64), pts, ang)
+
+
+@functools.lru_cache(maxsize=64)
+def _pairs(c: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(c, k=1)
+
+
+def graph_crossing_count(ys: np.ndarray) -> int:
+    """Number of crossings `graph_crossings` would return (cheap: no points, no angles)."""
+    first, second = _pairs(ys.shape[0])
+    pos = ys[first] > ys[second]  # [P, M]
+    return int(np.count_nonzero(pos[:, :-1] != pos[:, 1:]))
+
+
+def graph_crossings(xs: np.ndarray, ys: np.ndarray) -> Crossings:
+    """All pairwise crossings of C polylines that share abscissae: curve c is (xs, ys[c]).
+
+    `xs` [M] strictly increasing, `ys` [C, M]. Because segment k of every curve spans the same
+    [xs[k], xs[k+1]], two segments cross exactly when the difference of the curves changes sign
+    there, so this is exact and needs no all-segment-pairs test. Values equal to zero count with
+    the negative side, which makes each vertex belong to one segment only.
+    """
+    xs = np.asarray(xs, dtype=np.float64)
+    ys = np.asarray(ys, dtype=np.float64)
+    first, second = _pairs(ys.shape[0])
+    d = ys[first] - ys[second]  # [P, M]
+    pos = d > 0
+    pair, k = np.nonzero(pos[:, :-1] != pos[:, 1:])
+    d0, d1 = d[pair, k], d[pair, k + 1]
+    t = d0 / (d0 - d1)
+    dx = xs[k + 1] - xs[k]
+    fi, se = first[pair], second[pair]
+    yi0, dyi = ys[fi, k], ys[fi, k + 1] - ys[fi, k]
+    dyj = ys[se, k + 1] - ys[se, k]
+    pts = np.empty((k.size, 2))
+    pts[:, 0] = xs[k] + t * dx
+    pts[:, 1] = yi0 + t * dyi
+    # acute angle between directions (dx, dyi) and (dx, dyj)
+    ang = np.degrees(np.arctan2(np.abs(dx * (dyj - dyi)), np.abs(dx * dx + dyi * dyj)))
+    return Crossings(fi, se, k, pts, ang)
+
+
+# --------------------------------------------------------------------------- distances
+
+
+def point_segment_distance(p: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
+    """Distance from points `p` to segments s0->s1; all arguments broadcast over leading axes [..., 2]."""
+    d = s1 - s0
+    dd = (d * d).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(dd > 0, ((p - s0) * d).sum(-1) / dd, 0.0)
+    t = np.clip(t, 0.0, 1.0)
+    proj = s0 + t[..., None] * d
+    diff = p - proj
+    return np.sqrt((diff * diff).sum(-1))
+
+
+def points_to_polyline(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Distance from each of `points` [P, 2] to the polyline `poly` [M, 2] -> [P]."""
+    pts = np.asarray(points, dtype=np.float64)[:, None, :]
+    poly = np.asarray(poly, dtype=np.float64)
+    return point_segment_distance(pts, poly[None, :-1], poly[None, 1:]).min(axis=1)
+
+
+def polyline_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact minimum distance between two polylines (0 if they cross or touch)."""
+    if len(segment_crossings(a, b)):
+        return 0.0
+    # Between non-crossing polylines the minimum is reached at a vertex of one of them.
+    return float(min(points_to_polyline(a, b).min(), points_to_polyline(b, a).min()))
+
+
+def graph_vertex_gaps(xs: np.ndarray, ys: np.ndarray, reach: float) -> np.ndarray:
+    """For curves sharing abscissae, the distance from every vertex of curve i to curve j.
+
+    Returns [C, C, M] (the diagonal is +inf). Exact where below `reach`; +inf elsewhere means
+    "at least reach". Only segments whose x-span lies within `reach` of a vertex can be that
+    close, and a vertex whose ordinate is more than `reach` outside the other curve's y-extent
+    over those segments cannot be either; the exact point-segment distances are computed only for
+    the (rare) vertices that pass both filters.
+    """
+    xs = np.asarray(xs, dtype=np.float64)
+    ys = np.asarray(ys, dtype=np.float64)
+    c, m = ys.shape
+    w = int(np.ceil(reach / float(np.min(np.diff(xs))))) + 1
+    seg = np.clip(np.arange(m)[:, None] + np.arange(-w, w)[None, :], 0, m - 2)  # [M, W] segment ids
+    ends = np.concatenate([seg, seg[:, -1:] + 1], axis=1)  # [M, W+1] vertices spanned
+    lo = ys[:, ends].min(axis=-1)  # [C, M] y-extent of curve j's segments near vertex k
+    hi = ys[:, ends].max(axis=-1)
+    yi = ys[:, None, :]  # [C(i), 1, M]
+    cand = (yi > lo[None, :, :] - reach) & (yi < hi[None, :, :] + reach)  # [C, C, M]
+    cand[np.arange(c), np.arange(c)] = False
+    out = np.full((c, c, m), np.inf)
+    i, j, k = np.nonzero(cand)
+    if i.size:
+        s = seg[k]  # [K, W]
+        px, py = xs[k][:, None], ys[i, k][:, None]
+        x0, x1 = xs[s], xs[s + 1]
+        y0, y1 = ys[j[:, None], s], ys[j[:, None], s + 1]
+        dx, dy = x1 - x0, y1 - y0
+        t = np.clip(((px - x0) * dx + (py - y0) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
+        out[i, j, k] = np.hypot(px - x0 - t * dx, py - y0 - t * dy).min(axis=1)
+    return out
+
+
+def segments_hit_box(s0: np.ndarray, s1: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Whether segments s0->s1 [..., 2] touch the closed box (x0, y0, x1, y1) (slab test)."""
+    lo = np.asarray(box[:2], dtype=np.float64)
+    hi = np.asarray(box[2:], dtype=np.float64)
+    d = s1 - s0
+    t0 = np.zeros(d.shape[:-1])
+    t1 = np.ones(d.shape[:-1])
+    ok = np.ones(d.shape[:-1], dtype=bool)
+    for ax in (0, 1):
+        da, pa = d[..., ax], s0[..., ax]
+        par = da == 0
+        ok &= ~(par & ((pa < lo[ax]) | (pa > hi[ax])))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ta = (lo[ax] - pa) / da
+            tb = (hi[ax] - pa) / da
+        near = np.where(par, -np.inf, np.minimum(ta, tb))
+        far = np.where(par, np.inf, np.maximum(ta, tb))
+        t0 = np.maximum(t0, near)
+        t1 = np.minimum(t1, far)
+    return ok & (t0 <= t1)
+
+
+def box_polyline_distance(box: np.ndarray, poly: np.ndarray) -> float:
+    """Exact distance between the axis-aligned box (x0, y0, x1, y1) and a polyline."""
+    poly = np.asarray(poly, dtype=np.float64)
+    s0, s1 = poly[:-1], poly[1:]
+    if segments_hit_box(s0, s1, box).any():
+        return 0.0
+    x0, y0, x1, y1 = (float(v) for v in box)
+    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    # Vertex-to-box distances plus corner-to-segment distances cover every closest pair.
+    dx = np.maximum(np.maximum(x0 - poly[:, 0], poly[:, 0] - x1), 0.0)
+    dy = np.maximum(np.maximum(y0 - poly[:, 1], poly[:, 1] - y1), 0.0)
+    vertex = float(np.hypot(dx, dy).min())
+    corner = float(points_to_polyline(corners, poly).min())
+    return min(vertex, corner)
+
+
+def boxes_overlap(a: np.ndarray, b: np.ndarray, margin: float = 0.0) -> bool:
+    """Whether boxes (x0, y0, x1, y1) come closer than `margin` (overlap when margin = 0)."""
+    return not (a[2] + margin <= b[0] or b[2] + margin <= a[0] or a[3] + margin <= b[1] or b[3] + margin <= a[1])
+
+
+# --------------------------------------------------------------------------- exact areas
+
+
+def rect_cell_areas(box: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray) -> np.ndarray:
+    """Area of the box (x0, y0, x1, y1) inside each cell of the grid -> [rows, cols]."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ox = np.clip(np.minimum(x_edges[1:], x1) - np.maximum(x_edges[:-1], x0), 0.0, None)
+    oy = np.clip(np.minimum(y_edges[1:], y1) - np.maximum(y_edges[:-1], y0), 0.0, None)
+    return oy[:, None] * ox[None, :]
+
+
+def _quarter_disc_area(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
+    """Area of the disc of radius r at the origin inside [0, x] x [0, y] for x, y >= 0."""
+    x = np.minimum(x, r)
+    y = np.minimum(y, r)
+    xc = np.sqrt(np.maximum(r * r - y * y, 0.0))  # where the circle reaches height y
+    lo = np.minimum(x, xc)
+
+    def prim(t: np.ndarray) -> np.ndarray:  # antiderivative of sqrt(r^2 - t^2)
+        return 0.5 * (t * np.sqrt(np.maximum(r * r - t * t, 0.0)) + r * r * np.arcsin(np.clip(t / r, -1.0, 1.0)))
+
+    return y * lo + prim(x) - prim(lo)
+
+
+def disc_cell_areas(center: np.ndarray, radius: float, x_edges: np.ndarray, y_edges: np.ndarray) -> np.ndarray:
+    """Exact area of the disc inside each cell of the grid -> [rows, cols].
+
+    Uses the signed corner function g(x, y) = area of the disc in [0, x] x [0, y] (relative to
+    the centre, by symmetry sign(x) sign(y) times a quarter-disc area), so each cell's area is
+    g(x1, y1) - g(x0, y1) - g(x1, y0) + g(x0, y0): closed form, no sampling.
+    """
+    gx = np.asarray(x_edges, dtype=np.float64) - float(center[0])
+    gy = np.asarray(y_edges, dtype=np.float64) - float(center[1])
+    ax, ay = np.meshgrid(np.abs(gx), np.abs(gy))  # [rows+1, cols+1]
+    sign = np.sign(gy)[:, None] * np.sign(gx)[None, :]
+    g = sign * _quarter_disc_area(ax, ay, float(radius))
+    return np.maximum(g[1:, 1:] - g[:-1, 1:] - g[1:, :-1] + g[:-1, :-1], 0.0)

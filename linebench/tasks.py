@@ -1,0 +1,195 @@
+"""The Task protocol, its plain-data companions, and the registry of installed tasks.
+
+A task is found through the entry-point group `linebench.tasks` (name = task name, value =
+`module:Class`), so a third-party package adds one by declaring an entry point; linebench
+itself never imports `generators/`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .errors import UsageError
+from .render import Primitive
+
+ENTRY_POINT_GROUP = "linebench.tasks"
+MIXED = "mixed"  # the difficulty that draws a level per sample
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A parameter users may set with `--knob name=value` (ints and floats also `lo..hi`)."""
+
+    name: str
+    kind: type  # int, float or bool
+    default: Any  # scalar, or [lo, hi] for a range sampled per scene
+    help: str
+    bounds: tuple[float, float] | None = None  # allowed values, inclusive
+    audit: bool = False  # an audit threshold rather than a scene property
+
+
+@dataclass(frozen=True)
+class Column:
+    """A per-sample value stored as a typed column of the row (a knob as actually drawn)."""
+
+    name: str
+    kind: type  # int, float or bool
+    help: str
+
+
+@dataclass
+class Scene:
+    """Everything about one sample, as plain JSON-safe data."""
+
+    canvas: tuple[int, int]  # (width, height) px
+    question: str
+    answer: str
+    geometry: dict[str, Any]  # what `Task.draw` needs, plus "targets" (see linebench.maps)
+    knobs: dict[str, Any]  # values for every `Task.columns` entry
+    attempts: int = 1  # scenes drawn until one passed the audit
+
+
+@runtime_checkable
+class Task(Protocol):
+    name: str
+    version: str  # bump when this task's output bytes change
+    description: str
+    knobs: Sequence[Knob]
+    columns: Sequence[Column]
+    levels: Mapping[str, Mapping[str, Any]]  # level name -> knob values (scalar or [lo, hi])
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        """Raise UsageError if the resolved parameters cannot produce a scene (e.g. canvas too small)."""
+
+    def sample(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene:
+        """A scene that passed the audit; a pure function of the generator state and params."""
+
+    def draw(self, geometry: Mapping[str, Any]) -> list[Primitive]:
+        """The primitives of the picture, from the geometry alone (so rows can be re-rendered)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def task_names() -> list[str]:
+    return sorted(_entry_points())
+
+
+@functools.lru_cache(maxsize=None)
+def get_task(name: str) -> Task:
+    eps = _entry_points()
+    if name not in eps:
+        known = ", ".join(task_names()) or "none (is linebench installed with `pip install -e .`?)"
+        raise UsageError(f"unknown task {name!r}; installed tasks: {known}")
+    task = eps[name].load()()
+    if not isinstance(task, Task):
+        raise UsageError(f"entry point {name!r} does not implement linebench.tasks.Task")
+    return task
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def parse_value(knob: Knob, text: str) -> Any:
+    """`--knob` text -> a knob value: '3', '2..5', 'true', '0.5'."""
+    text = text.strip()
+    try:
+        if knob.kind is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if ".." in text:
+            lo, hi = (knob.kind(v) for v in text.split("..", 1))
+            return [lo, hi]
+        return knob.kind(text)
+    except ValueError:
+        form = "true/false" if knob.kind is bool else f"a {knob.kind.__name__} or a range lo..hi"
+        raise UsageError(f"knob {knob.name!r} takes {form}, got {text!r}") from None
+
+
+def parse_overrides(task: Task, items: Sequence[str]) -> dict[str, Any]:
+    """['curves=4', 'bends=1..3'] -> {'curves': 4, 'bends': [1, 3]} (validated against the knobs)."""
+    by_name = {k.name: k for k in task.knobs}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise UsageError(f"--knob expects NAME=VALUE, got {item!r}")
+        if name not in by_name:
+            raise UsageError(f"task {task.name!r} has no knob {name!r}; knobs: {', '.join(by_name)}")
+        out[name] = parse_value(by_name[name], value)
+    return out
+
+
+def _check_value(knob: Knob, value: Any) -> None:
+    values = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and (len(value) != 2 or value[0] > value[1]):
+        raise UsageError(f"knob {knob.name!r}: a range needs lo <= hi, got {value[0]}..{value[1]}")
+    if knob.bounds is not None:
+        lo, hi = knob.bounds
+        for v in values:
+            if not lo <= v <= hi:
+                raise UsageError(f"knob {knob.name!r} must be within {lo}..{hi}, got {v}")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """What a generation run asks of a task: canvas, difficulty and knob overrides."""
+
+    canvas: tuple[int, int] = (448, 448)
+    difficulty: str = MIXED
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+def level_names(task: Task) -> list[str]:
+    return list(task.levels)
+
+
+def resolve_params(task: Task, level: str, spec: ParamSpec) -> dict[str, Any]:
+    """Defaults <- the level's values <- explicit overrides; validated. This dict is what
+    `Task.sample` receives and what each row stores in `params`."""
+    if level not in task.levels:
+        raise UsageError(f"task {task.name!r} has no difficulty {level!r}; levels: {', '.join(task.levels)}, {MIXED}")
+    knobs = {k.name: k.default for k in task.knobs}
+    knobs.update(task.levels[level])
+    knobs.update(spec.overrides)
+    by_name = {k.name: k for k in task.knobs}
+    for name, value in knobs.items():
+        _check_value(by_name[name], value)
+    w, h = spec.canvas
+    params = {"task": task.name, "version": task.version, "canvas": [int(w), int(h)], "level": level, "knobs": knobs}
+    task.check(params)
+    return params
+
+
+def levels_for(task: Task, difficulty: str) -> list[str]:
+    """The levels a run draws from: one named level, or all of them for 'mixed'."""
+    if difficulty == MIXED:
+        return level_names(task)
+    if difficulty not in task.levels:
+        raise UsageError(
+            f"task {task.name!r} has no difficulty {difficulty!r}; choose from {', '.join(task.levels)}, {MIXED}"
+        )
+    return [difficulty]
+
+
+def draw_int(rng: np.random.Generator, value: Any) -> int:
+    """A knob value that is either an int or an inclusive [lo, hi] range."""
+    if isinstance(value, list):
+        return int(rng.integers(value[0], value[1] + 1))
+    return int(value)
+
+
+def bounds_of(value: Any) -> tuple[Any, Any]:
+    return (value[0], value[1]) if isinstance(value, list) else (value, value)
