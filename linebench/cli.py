@@ -137,16 +137,23 @@ def generate(
         map_params=MapParams(map_target, map_neighbour, map_floor, map_radius),
     )
     folder = out or Path("data") / t.name
-    with _progress() as bar:
-        tid = bar.add_task(f"{t.name}/{split}", total=n)
-        try:
-            result = run(
-                spec, folder, workers=workers, shard_size=shard_size, overwrite=overwrite, resume=resume,
-                progress=lambda done, total: bar.update(tid, completed=done),
-            )
-        except KeyboardInterrupt:
-            bar.stop()
-            _fail(f"interrupted; finished shards are kept. Run the same command with --resume to finish {folder}", 130)
+    # The bar starts at the first report, i.e. after the arguments and the folder passed their
+    # checks, so bad input prints one line and nothing else.
+    bar = _progress()
+    tid = bar.add_task(f"{t.name}/{split}", total=n)
+
+    def report(done: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(tid, completed=done)
+
+    try:
+        result = run(spec, folder, workers=workers, shard_size=shard_size, overwrite=overwrite, resume=resume, progress=report)
+    except KeyboardInterrupt:
+        bar.stop()
+        _fail(f"interrupted; finished shards are kept. Run the same command with --resume to finish {folder}", 130)
+    finally:
+        bar.stop()
     rate = result.rows / result.seconds if result.seconds else 0.0
     out_console.print(
         f"wrote {result.rows} rows in {result.shards} shard(s) to {folder} "
@@ -165,22 +172,21 @@ def tasks() -> None:
         raise UsageError("no tasks are installed (entry-point group linebench.tasks); is linebench installed?")
     for name in names:
         t = get_task(name)
-        table = Table(title=f"{name} (v{t.version}): {t.description}", title_justify="left")
-        table.add_column("knob")
-        table.add_column("type")
-        table.add_column("default")
-        for level in t.levels:
-            table.add_column(level)
-        table.add_column("meaning")
+        table = Table(title=f"{name} (v{t.version}): {t.description}", title_justify="left", show_lines=True)
+        table.add_column("knob / meaning", min_width=24, ratio=1)
+        table.add_column("type", no_wrap=True)
+        table.add_column("default", no_wrap=True)
+        table.add_column(" / ".join(t.levels), no_wrap=True)
 
         def fmt(v) -> str:
             if v is None:
-                return ""
+                return "-"
             return f"{v[0]}..{v[1]}" if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else str(v)
 
         for k in t.knobs:
-            kind = k.kind.__name__ + (" (audit)" if k.audit else "")
-            table.add_row(k.name, kind, fmt(k.default), *(fmt(t.levels[lv].get(k.name)) for lv in t.levels), k.help)
+            kind = k.kind.__name__ + (", audit" if k.audit else "")
+            per_level = " / ".join(fmt(t.levels[lv].get(k.name)) for lv in t.levels) if not k.audit else "-"
+            table.add_row(Text.assemble((k.name, "bold"), "\n", (k.help, "dim")), kind, fmt(k.default), per_level)
         out_console.print(table)
     out_console.print("Set a knob with --knob NAME=VALUE or NAME=LO..HI; --difficulty mixed draws a level per sample.")
 

@@ -19,6 +19,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,27 +123,19 @@ def write_shard(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> tu
 
 # Worker state (set once per process by the pool initializer).
 _W: dict[str, Any] = {}
+CHUNK_ROWS = 25  # rows per work item: small enough to balance cores and report progress smoothly
 
 
-def _init_worker(spec_dict: dict[str, Any], schema: pa.Schema, counter: Any) -> None:
+def _init_worker(spec_dict: dict[str, Any]) -> None:
     import gc
 
     _W["maker"] = RowMaker(RunSpec.from_dict(spec_dict))
-    _W["schema"] = schema
-    _W["counter"] = counter
     gc.freeze()  # long-lived imports out of the collector's way: cheaper collections per row
 
 
-def _run_shard(job: tuple[int, int, str]) -> tuple[str, str, int]:
-    start, stop, path = job
-    maker, counter = _W["maker"], _W["counter"]
-    rows = []
-    for index in range(start, stop):
-        rows.append(maker(index))
-        with counter.get_lock():
-            counter.value += 1
-    sha, size = write_shard(rows, _W["schema"], Path(path))
-    return path, sha, size
+def _make_rows(job: tuple[int, int]) -> list[dict[str, Any]]:
+    maker = _W["maker"]
+    return [maker(index) for index in range(*job)]
 
 
 @dataclass
@@ -183,9 +176,15 @@ def _prepare_out(out: Path, spec_dict: dict[str, Any], overwrite: bool, resume: 
             shutil.rmtree(out)
         else:
             raise UsageError(f"output folder {out} exists and is not empty; use --overwrite to replace it or --resume to finish it")
-    parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to {out}: {parent} is not writable")
+    anchor = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not anchor.is_dir():
+        raise UsageError(f"cannot create {out}: {anchor} is not a folder")
+    try:  # a real write test: permission bits say nothing on read-only mounts or to root
+        fd, probe = tempfile.mkstemp(prefix=".linebench-probe-", dir=anchor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"cannot write to {out}: {anchor} is not writable ({e.strerror})") from None
 
 
 def canonical_command(spec: RunSpec, shard_size: int) -> str:
@@ -258,39 +257,45 @@ def generate(
         stale.unlink()
     (out / RUN_FILE).write_text(json.dumps({"spec": spec_dict, "shard_size": shard_size}, indent=1, sort_keys=True) + "\n")
 
-    todo = [(s, e, str(out / nm)) for (s, e), nm in zip(ranges, names) if not (out / nm).exists()]
+    todo = [(s, e, out / nm) for (s, e), nm in zip(ranges, names) if not (out / nm).exists()]
     done_rows = spec.n - sum(e - s for s, e, _ in todo)
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    counter = ctx.Value("q", 0)
     report = progress or (lambda done, total: None)
     report(done_rows, spec.n)
-    if todo:
-        if workers == 1 or len(todo) == 1:
-            _init_worker(spec_dict, schema, counter)
-            for job in todo:
-                _run_shard(job)
-                report(done_rows + counter.value, spec.n)
-        else:
-            pool = ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(spec_dict, schema, counter))
-            try:
-                pending = pool.imap_unordered(_run_shard, todo)
-                remaining = len(todo)
-                while remaining:
-                    try:
-                        pending.next(timeout=0.1)
-                        remaining -= 1
-                    except mp.TimeoutError:
-                        pass
-                    report(done_rows + counter.value, spec.n)
-                pool.close()  # let workers exit on their own: killing them mid-exit aborts native threads
-            except BaseException:
-                pool.terminate()
-                raise
-            finally:
-                pool.join()
+    # Workers build rows in small chunks (in index order); this process assembles each shard and
+    # writes it as soon as its last chunk arrives. Output bytes depend only on the spec.
+    jobs = [(c, min(c + CHUNK_ROWS, e)) for s, e, _ in todo for c in range(s, e, CHUNK_ROWS)]
+    pool = None
+    if workers > 1 and len(jobs) > 1:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        pool = ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(spec_dict,))
+        chunks = pool.imap(_make_rows, jobs)
+    else:
+        _init_worker(spec_dict)
+        chunks = map(_make_rows, jobs)
+    digests: dict[Path, tuple[str, int]] = {}
+    try:
+        for start, stop, path in todo:
+            rows: list[dict[str, Any]] = []
+            while len(rows) < stop - start:
+                rows += next(chunks)
+                report(done_rows + len(rows), spec.n)
+            digests[path] = write_shard(rows, schema, path)
+            done_rows += len(rows)
+        if pool is not None:
+            pool.close()  # let workers exit on their own: killing them mid-exit aborts native threads
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
+    finally:
+        if pool is not None:
+            pool.join()
     report(spec.n, spec.n)
 
-    shards = [{"path": nm, "rows": e - s, "sha256": sha256_file(out / nm), "bytes": (out / nm).stat().st_size} for (s, e), nm in zip(ranges, names)]
+    shards = []
+    for (s, e), nm in zip(ranges, names):
+        sha, size = digests.get(out / nm) or (sha256_file(out / nm), (out / nm).stat().st_size)
+        shards.append({"path": nm, "rows": e - s, "sha256": sha, "bytes": size})
     manifest = {
         "linebench_version": __version__,
         "generator_version": generator_version(get_task(spec.task)),

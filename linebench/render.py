@@ -86,9 +86,12 @@ def rasterise(
     """Draw `primitives` in order on a `canvas` = (width, height) -> uint8 [H, W, 3] in BGR order
     (OpenCV's own; `encode_png` expects it, `to_rgb` converts for display)."""
     w, h = canvas
-    img = np.empty((h, w, 3), dtype=np.uint8)
-    for ch, v in enumerate(_bgr(background)):  # per channel: assigning a tuple is ~100x slower
-        img[..., ch] = v
+    if len(set(background)) == 1:
+        img = np.full((h, w, 3), background[0], dtype=np.uint8)
+    else:
+        img = np.empty((h, w, 3), dtype=np.uint8)
+        for ch, v in enumerate(_bgr(background)):  # per channel: assigning a tuple is ~100x slower
+            img[..., ch] = v
     for p in primitives:
         if isinstance(p, Polyline):
             # +0.5: geometry puts pixel centres at half-integers, OpenCV at integers.

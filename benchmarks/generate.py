@@ -1,0 +1,254 @@
+"""How fast is `linebench generate`, against the floor and against a matplotlib renderer?
+
+Run from the repository root (matplotlib, for row c, comes with `pip install -e '.[bench]'`):
+
+    python benchmarks/generate.py --n 5000
+
+It prints the machine, then a markdown table of three runs with the same worker count:
+
+  (a) `linebench generate --task tracing` as a subprocess: the whole product (scene sampling,
+      drawing, PNG, attention maps, parquet), with wall time, peak RSS and output size;
+  (b) the floor: the same scenes' curves, pre-extracted in this process, drawn with OpenCV and
+      PNG-encoded with the product's settings, and nothing else;
+  (c) the same scenes drawn with matplotlib (Agg), as most benchmark generators do.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing as mp
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from linebench.render import encode_png
+from linebench.samples import RowMaker, RunSpec, row_seed
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
+except ImportError:  # optional: pip install -e '.[bench]'
+    matplotlib = None
+
+SHARD_SIZE = 1000  # the CLI's --shard-size default: it parallelises by shard
+SCENES: list = []  # set before the pools fork, so workers inherit it instead of unpickling it
+
+
+# ---- (a) the CLI, with process-tree RSS polling ----------------------------------------------
+def _rss_tree(root: int) -> list[int]:
+    """RSS in bytes of `root` and all its descendants (from /proc)."""
+    parent, rss = {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:  # the process ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # the name may contain spaces
+        parent[int(d)] = int(fields[1])
+        rss[int(d)] = int(fields[21]) * resource.getpagesize()
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in rss:
+            tree.append(rss[pid])
+        todo += [c for c, p in parent.items() if p == pid]
+    return tree
+
+
+def run_cli(n: int, workers: int, out: Path) -> dict:
+    exe = Path(sys.executable).parent / "linebench"
+    cmd = [str(exe), "generate", "--task", "tracing", "--n", str(n), "--out", str(out), "--workers", str(workers)]
+    peak = {"max": 0, "sum": 0}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def poll() -> None:
+        while proc.poll() is None:
+            tree = _rss_tree(proc.pid)
+            if tree:
+                peak["max"], peak["sum"] = max(peak["max"], max(tree)), max(peak["sum"], sum(tree))
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    log = proc.communicate()[0]
+    seconds = time.perf_counter() - t0
+    poller.join()
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{log.decode(errors='replace')}")
+    ru_max = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    rss_max = max(ru_max, peak["max"])  # ru_maxrss also sees peaks between two polls
+    # At any moment the sum is at least the largest process, so its peak is at least rss_max too.
+    return {"n": n, "s": seconds, "rss_max": rss_max, "rss_sum": max(peak["sum"], rss_max), "bytes": size}
+
+
+# ---- scenes, from the real generator -----------------------------------------------------------
+def make_scenes(n: int) -> list[dict]:
+    maker = RowMaker(RunSpec("tracing", n=n))
+    scenes = []
+    for i in range(n):
+        params = maker.params[maker.level(i)]
+        seed = row_seed(0, "tracing", "train", i)
+        scenes.append(maker.task.sample(np.random.default_rng(seed), params).geometry)
+    return scenes
+
+
+def extract_curves(geometry: dict) -> tuple:
+    """What (b) draws: canvas size and, per curve, OpenCV fixed-point points, BGR colour, thickness."""
+    t = int(geometry["thickness_px"])
+    curves = [
+        (np.round((np.asarray(c["points"], dtype=np.float64) - 0.5) * 16).astype(np.int32),
+         (int(c["rgb"][2]), int(c["rgb"][1]), int(c["rgb"][0])), t)
+        for c in geometry["curves"]
+    ]
+    return tuple(geometry["canvas"]), curves
+
+
+# ---- (b) the floor ---------------------------------------------------------------------------
+def floor_chunk(bounds: tuple[int, int]) -> int:
+    total = 0
+    for (w, h), curves in SCENES[bounds[0]:bounds[1]]:
+        img = np.full((h, w, 3), 255, dtype=np.uint8)
+        for pts, bgr, t in curves:
+            cv2.polylines(img, [pts], False, bgr, t, cv2.LINE_AA, 4)
+        total += len(encode_png(img))
+    return total
+
+
+# ---- (c) matplotlib --------------------------------------------------------------------------
+def mpl_chunk(bounds: tuple[int, int]) -> int:
+    total = 0
+    for g in SCENES[bounds[0]:bounds[1]]:
+        w, h = g["canvas"]
+        fig = Figure(figsize=(w / 100, h / 100), dpi=100)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)  # canvas coordinates: y grows downwards
+        ax.axis("off")
+        lw = g["thickness_px"] * 72 / 100
+        rgb = [np.asarray(c["rgb"]) / 255 for c in g["curves"]]
+        for c, col in zip(g["curves"], rgb):
+            pts = np.asarray(c["points"])
+            ax.plot(pts[:, 0], pts[:, 1], color=col, linewidth=lw, solid_capstyle="round")
+        for m in g["markers"]:
+            ax.add_patch(Circle(m["center"], m["radius"], color=rgb[m["curve"]]))
+        for lb in g["labels"]:
+            x0, y0, x1, y1 = lb["box"]
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2, lb["text"], ha="center", va="center",
+                    fontsize=(y1 - y0) * 72 / 100, color="black")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        total += buf.tell()
+    return total
+
+
+def timed_pool(fn, n: int, workers: int) -> float:
+    """Seconds for `workers` forked processes to run `fn` over SCENES[:n] (pool start-up excluded)."""
+    per = max(1, -(-n // (workers * 8)))  # ~8 chunks per worker, for load balance
+    chunks = [(s, min(s + per, n)) for s in range(0, n, per)]
+    with mp.get_context("fork").Pool(workers) as pool:
+        pool.map(abs, range(workers))  # make sure every worker is up
+        t0 = time.perf_counter()
+        pool.map(fn, chunks, chunksize=1)
+        return time.perf_counter() - t0
+
+
+# ---- report ----------------------------------------------------------------------------------
+def machine() -> str:
+    cpu = platform.processor() or "unknown"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mpl = matplotlib.__version__ if matplotlib else "not installed"
+    return (f"- CPU: {cpu}, os.cpu_count() = {os.cpu_count()}\n"
+            f"- Python {platform.python_version()}, numpy {np.__version__}, "
+            f"opencv {cv2.__version__}, matplotlib {mpl}")
+
+
+def mb(b: float) -> str:
+    return f"{b / 2**20:,.0f} MB" if b >= 10 * 2**20 else f"{b / 2**20:,.1f} MB"
+
+
+def hms(s: float) -> str:
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=5000, help="samples for (a) and (b)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes for every run")
+    ap.add_argument("--matplotlib-n", type=int, default=500, help="samples for (c), at most --n")
+    ap.add_argument("--keep", action="store_true", help="keep the output folder of (a) and print its path")
+    args = ap.parse_args()
+    n, w, n_mpl = args.n, args.workers, min(args.n, args.matplotlib_n)
+    global SCENES
+    sys.stdout.reconfigure(line_buffering=True)
+
+    print(f"## linebench generate benchmark (n = {n}, workers = {w})\n\n{machine()}\n", flush=True)
+    tmp = tempfile.TemporaryDirectory(prefix="linebench-bench-")
+    try:
+        print("(a) linebench generate ...", file=sys.stderr, flush=True)
+        a = run_cli(n, w, Path(tmp.name) / "tracing")  # first: RUSAGE_CHILDREN must see only the CLI
+        print("pre-generating scenes ...", file=sys.stderr, flush=True)
+        geometries = make_scenes(n)
+        print("(b) OpenCV floor ...", file=sys.stderr, flush=True)
+        SCENES = [extract_curves(g) for g in geometries]
+        b = {"n": n, "s": timed_pool(floor_chunk, n, w)}
+        c = None
+        if matplotlib is None:
+            print("matplotlib is not installed (pip install -e '.[bench]'): skipping (c)\n")
+        else:
+            print("(c) matplotlib ...", file=sys.stderr, flush=True)
+            SCENES = geometries[:n_mpl]
+            c = {"n": n_mpl, "s": timed_pool(mpl_chunk, n_mpl, w)}
+    finally:
+        if args.keep:
+            print(f"output of (a) kept in {tmp.name}/tracing\n")
+        else:
+            tmp.cleanup()
+
+    per = lambda r: r["s"] / r["n"]  # noqa: E731 - seconds per sample
+    rows = [
+        ("(a) `linebench generate` (whole product)", a, f"a/b = {per(a) / per(b):.1f}×",
+         f"{mb(a['rss_max'])} / {mb(a['rss_sum'])}", mb(a["bytes"]), hms(50_000 * per(a))),
+        ("(b) floor: OpenCV curves + PNG only", b, "1×", "–", "–", "–"),
+    ]
+    if c:
+        rows.append(("(c) matplotlib (Agg) renderer", c, f"c/a = {per(c) / per(a):.1f}×", "–", "–", "–"))
+    print("| run | samples | seconds | samples/s | time per sample | peak RSS (largest process / sum) | output | 50,000 samples |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r, ratio, rss, size, proj in rows:
+        print(f"| {name} | {r['n']:,} | {r['s']:.2f} | {r['n'] / r['s']:,.0f} | {ratio} | {rss} | {size} | {proj} |")
+    print(f"\nAll runs use {w} worker processes. (a) is wall time of the whole command, start-up included; "
+          "(b) and (c) time only the drawing in already-started workers.")
+    shards = -(-n // SHARD_SIZE)
+    if shards < w:
+        print(f"(a) works in {SHARD_SIZE}-row shards: {n:,} samples make {shards}, so only {shards} of {w} workers run.")
+    elif shards % w:
+        print(f"(a) works in {SHARD_SIZE}-row shards: {n:,} samples make {shards}, so in the last round only "
+              f"{shards % w} of {w} workers are busy.")
+    if c and c["n"] != n:
+        print(f"(c) ran on the first {c['n']:,} scenes only; samples/s and the ratios are per sample, so they compare.")
+    print("Peak RSS sums resident memory over the process tree (polled every 0.05 s); pages shared "
+          "between forked workers count once per process.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+import os
+import tempfile
+
+# No network and no writes to the user's caches: everything the tests load is made here.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="linebench-hf-home-"))
+
+import pytest  # noqa: E402
+
+from linebench.samples import RunSpec  # noqa: E402
+from linebench.tasks import ParamSpec  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """A small generated folder shared by read-only tests: 48 rows, 3 shards, mixed levels."""
+    from linebench.dataset import generate
+
+    out = tmp_path_factory.mktemp("ds") / "tracing"
+    spec = RunSpec("tracing", split="train", n=48, seed=7)
+    generate(spec, out, workers=1, shard_size=16)
+    return out
+
+
+@pytest.fixture
+def tiny_spec():
+    def make(n=24, seed=3, canvas=(448, 448), **overrides):
+        return RunSpec("tracing", n=n, seed=seed, params=ParamSpec(canvas, "mixed", overrides))
+
+    return make

@@ -1,0 +1,139 @@
+"""Dataset folders: load_dataset round trip, determinism across workers, verify, kill and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from linebench.dataset import generate
+from linebench.errors import UsageError
+from linebench.verify import verify
+
+CLI = str(Path(sys.executable).parent / "linebench")
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_load_dataset_round_trip(small_dataset):
+    import datasets
+
+    ds = datasets.load_dataset(str(small_dataset), split="train")
+    assert len(ds) == 48
+    assert ds.features["attn_grid24"] == datasets.Array2D((24, 24), "float32")
+    assert ds.features["image"] == datasets.Image()
+    assert ds.features["curves"].dtype == "int32" and ds.features["same_colour"].dtype == "bool"
+    row = ds[0]
+    assert row["image"].size == (448, 448) and row["image"].mode == "RGB"
+    for name, n in (("attn_grid24", 24), ("attn_grid16", 16)):
+        m = np.asarray(row[name], dtype=np.float32)
+        assert m.shape == (n, n) and abs(m.sum() - 1) < 1e-5
+    assert len(set(ds["id"])) == 48
+    assert ds["index"] == list(range(48))
+    geometry = json.loads(row["geometry"])
+    assert geometry["canvas"] == [448, 448] and "targets" in geometry
+    assert json.loads(row["params"])["base_seed"] == 7
+
+
+def test_card_and_manifest(small_dataset):
+    card = (small_dataset / "README.md").read_text()
+    assert card.startswith("---\n") and "configs:" in card and "dataset_info:" in card
+    assert "linebench generate --task tracing --split train --n 48 --seed 7" in card
+    manifest = json.loads((small_dataset / "manifest.json").read_text())
+    assert [s["rows"] for s in manifest["shards"]] == [16, 16, 16]
+    assert manifest["shards"][0]["path"] == "data/train-00000-of-00003.parquet"
+    assert (small_dataset / "assets" / "example.png").read_bytes()[:4] == b"\x89PNG"
+
+    from huggingface_hub import DatasetCard
+
+    data = DatasetCard(card).data.to_dict()
+    assert data["license"] == "cc-by-4.0"
+    assert data["configs"][0]["data_files"][0]["path"] == "data/train-*"
+
+
+def test_non_square_canvas_loads_at_its_size(tmp_path, tiny_spec):
+    import datasets
+
+    out = tmp_path / "wide"
+    generate(tiny_spec(n=6, canvas=(640, 400)), out, workers=1, shard_size=6)
+    ds = datasets.load_dataset(str(out), split="train")
+    assert ds[0]["image"].size == (640, 400)
+    assert np.asarray(ds[0]["attn_grid24"]).shape == (24, 24)
+
+
+def test_bytes_do_not_depend_on_worker_count(tmp_path, tiny_spec):
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(tiny_spec(n=30), a, workers=1, shard_size=7)
+    generate(tiny_spec(n=30), b, workers=2, shard_size=7)
+    assert folder_bytes(a) == folder_bytes(b)
+
+
+def test_verify_passes_and_catches_tampering(small_dataset, tmp_path):
+    report = verify(small_dataset, all_rows=True)
+    assert report.ok and report.rows_checked == 48 and report.shards == 3
+
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_dataset, copy)
+    shard = copy / "data" / "train-00001-of-00003.parquet"
+    table = pq.read_table(shard)
+    answers = table.column("answer").to_pylist()
+    answers[2] = "99"
+    import pyarrow as pa
+
+    table = table.set_column(table.schema.get_field_index("answer"), "answer", pa.array(answers))
+    pq.write_table(table, shard)
+    report = verify(copy, all_rows=True)
+    assert not report.ok
+    assert any("sha256" in p for p in report.problems)
+    assert any("answer differs" in p for p in report.problems)
+
+
+def test_existing_folder_needs_overwrite_or_resume(tmp_path, tiny_spec):
+    out = tmp_path / "x"
+    generate(tiny_spec(n=4), out, workers=1, shard_size=4)
+    with pytest.raises(UsageError, match="exists and is not empty"):
+        generate(tiny_spec(n=4), out, workers=1)
+    with pytest.raises(UsageError, match="other arguments"):
+        generate(tiny_spec(n=5), out, workers=1, shard_size=4, resume=True)
+    generate(tiny_spec(n=4, seed=9), out, workers=1, shard_size=4, overwrite=True)
+    assert json.loads((out / "manifest.json").read_text())["spec"]["seed"] == 9
+    other = tmp_path / "not-ours"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="refusing to overwrite"):
+        generate(tiny_spec(n=4), other, workers=1, overwrite=True)
+    assert (other / "precious.txt").exists()
+
+
+def test_kill_and_resume_is_byte_identical(tmp_path):
+    args = ["generate", "--n", "240", "--shard-size", "20", "--seed", "5", "--workers", "1"]
+    ref = tmp_path / "ref"
+    subprocess.run([CLI, *args, "--out", str(ref)], check=True, capture_output=True)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([CLI, *args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "data").glob("*.parquet"))) < 2:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    shards = list((out / "data").glob("*.parquet"))
+    assert 2 <= len(shards) < 12, "the run should have been killed part-way"
+    for shard in shards:  # every visible shard is complete
+        assert pq.read_metadata(shard).num_rows == 20
+    assert not (out / "manifest.json").exists()
+
+    done = subprocess.run([CLI, *args, "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 2 and "--resume" in done.stderr
+    subprocess.run([CLI, *args, "--out", str(out), "--resume"], check=True, capture_output=True)
+    assert folder_bytes(out) == folder_bytes(ref)

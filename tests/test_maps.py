@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from linebench.errors import UsageError
+from linebench.grids import layout, uniform_grid
+from linebench.maps import MapParams, attention_map, target_areas
+
+
+def test_three_levels_and_masses():
+    lay = layout("grid8", (80, 80))  # 10 px cells
+    targets = [{"type": "rect", "box": [22.0, 22.0, 28.0, 28.0]}]  # inside cell (2, 2)
+    p = MapParams(target=0.7, neighbour=0.2, floor=0.1, radius=1)
+    (m,) = attention_map(targets, lay, p)
+    assert m.shape == (8, 8)
+    assert m.sum() == pytest.approx(1.0, abs=1e-12)
+    assert m[2, 2] == pytest.approx(0.7)
+    ring = [(r, c) for r in range(1, 4) for c in range(1, 4) if (r, c) != (2, 2)]
+    for r, c in ring:
+        assert m[r, c] == pytest.approx(0.2 / 8)
+    others = np.ones_like(m, bool)
+    others[1:4, 1:4] = False
+    np.testing.assert_allclose(m[others], 0.1 / (64 - 9))
+
+
+def test_target_mass_follows_exact_area():
+    lay = layout("grid4", (40, 40))
+    # 6 px of the box in column 0, 4 px in column 1, same rows
+    targets = [{"type": "rect", "box": [4.0, 12.0, 14.0, 18.0]}]
+    (m,) = attention_map(targets, lay, MapParams(target=1.0, neighbour=0.0, floor=0.0, radius=1))
+    assert m[1, 0] == pytest.approx(0.6)
+    assert m[1, 1] == pytest.approx(0.4)
+    assert m.sum() == pytest.approx(1.0)
+
+
+def test_disc_and_rect_targets_add():
+    grid = uniform_grid((100, 100), 10, 10)
+    a = target_areas([{"type": "disc", "center": [50.0, 50.0], "radius": 5.0}, {"type": "rect", "box": [0, 0, 10, 10]}], grid)
+    assert a.sum() == pytest.approx(np.pi * 25 + 100)
+
+
+def test_empty_level_mass_is_redistributed():
+    lay = layout("grid2", (20, 20))
+    # target covers all four cells: no neighbours, no floor
+    (m,) = attention_map([{"type": "rect", "box": [0, 0, 20, 20]}], lay, MapParams())
+    np.testing.assert_allclose(m, 0.25)
+
+
+def test_non_square_grid_and_canvas():
+    lay = layout("grid3x5", (500, 300))
+    (m,) = attention_map([{"type": "disc", "center": [450.0, 250.0], "radius": 10.0}], lay)
+    assert m.shape == (3, 5)
+    assert np.unravel_index(m.argmax(), m.shape) == (2, 4)
+    assert m.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("kwargs", [dict(target=0.5, neighbour=0.5, floor=0.5), dict(target=-0.1, neighbour=0.6, floor=0.5), dict(radius=-1), dict(target=0.0, neighbour=0.5, floor=0.5)])
+def test_bad_map_params(kwargs):
+    with pytest.raises(UsageError):
+        MapParams(**kwargs)
+
+
+def test_unknown_profile():
+    with pytest.raises(UsageError, match="unknown map profile"):
+        layout("llava-9000", (448, 448))
