@@ -10,6 +10,8 @@ It prints the machine, then a markdown table of three runs with the same worker 
       drawing, PNG, attention maps, parquet), with wall time, peak RSS and output size;
   (b) the floor: the same scenes' curves, pre-extracted in this process, drawn with OpenCV and
       PNG-encoded with the product's settings, and nothing else;
+  (b2) the same scenes' whole pictures (curves, markers, labels) drawn by linebench.render and
+      PNG-encoded: (a) minus (b2) is the cost of sampling, auditing, maps and writing;
   (c) the same scenes drawn with matplotlib (Agg), as most benchmark generators do.
 """
 from __future__ import annotations
@@ -30,7 +32,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from linebench.render import encode_png
+from linebench.render import encode_png, rasterise
+from linebench.tasks import get_task
 from linebench.samples import RowMaker, RunSpec, row_seed
 
 try:
@@ -42,7 +45,6 @@ try:
 except ImportError:  # optional: pip install -e '.[bench]'
     matplotlib = None
 
-SHARD_SIZE = 1000  # the CLI's --shard-size default: it parallelises by shard
 SCENES: list = []  # set before the pools fork, so workers inherit it instead of unpickling it
 
 
@@ -131,6 +133,12 @@ def floor_chunk(bounds: tuple[int, int]) -> int:
     return total
 
 
+def picture_chunk(bounds: tuple[int, int]) -> int:
+    """(b2): the whole picture (curves, markers, labels) with linebench's renderer, then PNG."""
+    task = get_task("tracing")
+    return sum(len(encode_png(rasterise(tuple(g["canvas"]), task.draw(g)))) for g in SCENES[bounds[0]:bounds[1]])
+
+
 # ---- (c) matplotlib --------------------------------------------------------------------------
 def mpl_chunk(bounds: tuple[int, int]) -> int:
     total = 0
@@ -211,6 +219,9 @@ def main() -> None:
         print("(b) OpenCV floor ...", file=sys.stderr, flush=True)
         SCENES = [extract_curves(g) for g in geometries]
         b = {"n": n, "s": timed_pool(floor_chunk, n, w)}
+        print("(b2) whole picture ...", file=sys.stderr, flush=True)
+        SCENES = geometries
+        b2 = {"n": n, "s": timed_pool(picture_chunk, n, w)}
         c = None
         if matplotlib is None:
             print("matplotlib is not installed (pip install -e '.[bench]'): skipping (c)\n")
@@ -229,6 +240,7 @@ def main() -> None:
         ("(a) `linebench generate` (whole product)", a, f"a/b = {per(a) / per(b):.1f}×",
          f"{mb(a['rss_max'])} / {mb(a['rss_sum'])}", mb(a["bytes"]), hms(50_000 * per(a))),
         ("(b) floor: OpenCV curves + PNG only", b, "1×", "–", "–", "–"),
+        ("(b2) whole picture (curves, markers, labels) + PNG", b2, f"b2/b = {per(b2) / per(b):.1f}×", "–", "–", "–"),
     ]
     if c:
         rows.append(("(c) matplotlib (Agg) renderer", c, f"c/a = {per(c) / per(a):.1f}×", "–", "–", "–"))
@@ -238,12 +250,6 @@ def main() -> None:
         print(f"| {name} | {r['n']:,} | {r['s']:.2f} | {r['n'] / r['s']:,.0f} | {ratio} | {rss} | {size} | {proj} |")
     print(f"\nAll runs use {w} worker processes. (a) is wall time of the whole command, start-up included; "
           "(b) and (c) time only the drawing in already-started workers.")
-    shards = -(-n // SHARD_SIZE)
-    if shards < w:
-        print(f"(a) works in {SHARD_SIZE}-row shards: {n:,} samples make {shards}, so only {shards} of {w} workers run.")
-    elif shards % w:
-        print(f"(a) works in {SHARD_SIZE}-row shards: {n:,} samples make {shards}, so in the last round only "
-              f"{shards % w} of {w} workers are busy.")
     if c and c["n"] != n:
         print(f"(c) ran on the first {c['n']:,} scenes only; samples/s and the ratios are per sample, so they compare.")
     print("Peak RSS sums resident memory over the process tree (polled every 0.05 s); pages shared "

@@ -20,8 +20,9 @@ from .tasks import get_task
 PAPER_BIBTEX = """@article{esmaeilkhani2025klal,
   title   = {Direct Visual Grounding by Directing Attention of Visual Tokens},
   author  = {Esmaeilkhani, Parsa and Latecki, Longin Jan},
-  journal = {arXiv preprint},
-  year    = {2025}
+  journal = {arXiv preprint arXiv:2511.12738},
+  year    = {2025},
+  note    = {WACV 2026}
 }"""
 
 SOFTWARE_BIBTEX = f"""@software{{linebench,
