@@ -177,6 +177,39 @@ def timed_pool(fn, n: int, workers: int) -> float:
         return time.perf_counter() - t0
 
 
+# ---- where the time of one row goes (one process) --------------------------------------------
+def breakdown(n: int) -> list[tuple[str, float]]:
+    """Milliseconds per row for each stage of `RowMaker.__call__`, timed separately in this process."""
+    from linebench.samples import dumps, scene_maps
+
+    maker = RowMaker(RunSpec("tracing", n=n))
+    seeds = [(maker.params[maker.level(i)], row_seed(0, "tracing", "train", i)) for i in range(n)]
+    t = time.perf_counter()
+    scenes = [maker.task.sample(np.random.default_rng(seed), params) for params, seed in seeds]
+    stages = [("sample + audit", time.perf_counter() - t)]
+    draw = encode = 0.0
+    for s in scenes:  # one image at a time: holding them all would time page faults, not drawing
+        t0 = time.perf_counter()
+        img = rasterise(s.canvas, maker.task.draw(s.geometry))
+        t1 = time.perf_counter()
+        encode_png(img)
+        draw, encode = draw + t1 - t0, encode + time.perf_counter() - t1
+    stages += [("draw", draw), ("PNG encode", encode)]
+    t = time.perf_counter()
+    for s in scenes:
+        scene_maps(s.geometry, maker.spec.maps, maker.spec.map_params)
+    stages.append(("attention maps", time.perf_counter() - t))
+    t = time.perf_counter()
+    for s, (params, _) in zip(scenes, seeds):
+        dumps(s.geometry), dumps(params)
+    stages.append(("JSON", time.perf_counter() - t))
+    t = time.perf_counter()
+    for i in range(n):
+        maker(i)
+    stages.append(("whole row (RowMaker)", time.perf_counter() - t))
+    return [(name, 1000 * sec / n) for name, sec in stages]
+
+
 # ---- report ----------------------------------------------------------------------------------
 def machine() -> str:
     cpu = platform.processor() or "unknown"
@@ -204,6 +237,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes for every run")
     ap.add_argument("--matplotlib-n", type=int, default=500, help="samples for (c), at most --n")
     ap.add_argument("--keep", action="store_true", help="keep the output folder of (a) and print its path")
+    ap.add_argument("--breakdown", type=int, default=1000, help="rows for the per-stage timing (0: skip)")
     args = ap.parse_args()
     n, w, n_mpl = args.n, args.workers, min(args.n, args.matplotlib_n)
     global SCENES
@@ -254,6 +288,11 @@ def main() -> None:
         print(f"(c) ran on the first {c['n']:,} scenes only; samples/s and the ratios are per sample, so they compare.")
     print("Peak RSS sums resident memory over the process tree (polled every 0.05 s); pages shared "
           "between forked workers count once per process.")
+    if args.breakdown:
+        print(f"\nWhere one row's time goes ({args.breakdown:,} rows, one process):\n")
+        print("| stage | ms per row |\n|---|---:|")
+        for name, ms in breakdown(args.breakdown):
+            print(f"| {name} | {ms:.2f} |")
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _prepare_out(out: Path, spec_dict: dict[str, Any], overwrite: bool, resume: bool) -> None:
+def _prepare_out(out: Path, run: dict[str, Any], overwrite: bool, resume: bool) -> None:
     """Check the output folder before anything is written; clear it for --overwrite."""
     if overwrite and resume:
         raise UsageError("--overwrite and --resume exclude each other")
@@ -167,8 +167,7 @@ def _prepare_out(out: Path, spec_dict: dict[str, Any], overwrite: bool, resume: 
         if resume:
             if not (out / RUN_FILE).exists():
                 raise UsageError(f"cannot resume: {out} has no {RUN_FILE} (it was not made by linebench generate)")
-            previous = json.loads((out / RUN_FILE).read_text())
-            if previous.get("spec") != spec_dict:
+            if json.loads((out / RUN_FILE).read_text()) != run:
                 raise UsageError(f"cannot resume: {out} was started with other arguments; use the same ones, or --overwrite")
         elif overwrite:
             if not ours:
@@ -217,10 +216,8 @@ def preflight(spec: RunSpec) -> RowMaker:
     maker = RowMaker(spec)  # resolves and checks the parameters of every level
     features(spec)  # validates the map profiles
     for level, params in maker.params.items():
-        probe = dict(params)
-        probe["knobs"] = {**params["knobs"], "max_attempts": min(int(params["knobs"].get("max_attempts", 2000)), 2000)}
         try:
-            maker.task.sample(np.random.default_rng(0), probe)
+            maker.task.sample(np.random.default_rng(0), params)
         except GenerationError as e:
             raise UsageError(f"difficulty {level!r}: {e}") from None
     return maker
@@ -246,7 +243,8 @@ def generate(
         raise UsageError(f"--workers must be positive, got {workers}")
     preflight(spec)
     spec_dict = spec.to_dict()
-    _prepare_out(out, spec_dict, overwrite, resume)
+    run = {"spec": spec_dict, "shard_size": shard_size}
+    _prepare_out(out, run, overwrite, resume)
 
     feats = features(spec)
     schema = feats.arrow_schema
@@ -255,7 +253,7 @@ def generate(
     (out / "data").mkdir(parents=True, exist_ok=True)
     for stale in (out / "data").glob(".*.tmp-*"):
         stale.unlink()
-    (out / RUN_FILE).write_text(json.dumps({"spec": spec_dict, "shard_size": shard_size}, indent=1, sort_keys=True) + "\n")
+    (out / RUN_FILE).write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
 
     todo = [(s, e, out / nm) for (s, e), nm in zip(ranges, names) if not (out / nm).exists()]
     done_rows = spec.n - sum(e - s for s, e, _ in todo)
