@@ -39,6 +39,12 @@ START_LETTERS = "ABCDEFGH"
 LABEL_GLYPHS = START_LETTERS + "12345678"
 
 
+@functools.lru_cache(maxsize=1)
+def _label_metrics() -> tuple[int, int, int]:
+    """Largest width, height and depth of any label glyph."""
+    return tuple(max(v) for v in zip(*(text_size(g, FONT_SCALE, FONT_THICKNESS) for g in LABEL_GLYPHS)))
+
+
 @functools.lru_cache(maxsize=64)
 def _spline_basis(k: int, per_span: int) -> np.ndarray:
     """[M, k] matrix taking k evenly spaced control ordinates to the flattened Catmull-Rom curve
@@ -99,7 +105,7 @@ class TracingTask:
         """Sizes that follow from the canvas and knobs (no randomness)."""
         k = params["knobs"]
         w, h = params["canvas"]
-        lw, lh, ld = (max(v) for v in zip(*(text_size(g, FONT_SCALE, FONT_THICKNESS) for g in LABEL_GLYPHS)))
+        lw, lh, ld = _label_metrics()
         marker_r = max(4.0, 1.5 * thickness + 1.0)
         label_w = lw + FONT_THICKNESS + 2.0
         label_h = lh + ld + FONT_THICKNESS + 2.0
@@ -120,7 +126,7 @@ class TracingTask:
         k = params["knobs"]
         w, h = params["canvas"]
         c_lo, c_hi = bounds_of(k["curves"])
-        t_lo, t_hi = bounds_of(k["thickness_px"])
+        t_hi = bounds_of(k["thickness_px"])[1]
         x_lo, x_hi = bounds_of(k["crossings"])
         f = self._frame(params, t_hi)
         need_h = (c_hi - 1) * f["slot"] + 2 * f["y_lo"]
@@ -159,6 +165,7 @@ class TracingTask:
         )
 
     def _attempt(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene | str:
+        """One scene, or the name of the audit rule it broke (cheapest checks first)."""
         k = params["knobs"]
         w, h = params["canvas"]
         n = draw_int(rng, k["curves"])
@@ -179,7 +186,7 @@ class TracingTask:
         y_ctrl[:, 0] = y_start
         y_ctrl[:, -1] = y_end[perm]
         wiggle = float(rng.uniform(*bounds_of(k["wiggle"])))
-        frac = x_ctrl[1:-1] / (f["x_end"] - f["x_start"]) - f["x_start"] / (f["x_end"] - f["x_start"])  # [bends]
+        frac = (x_ctrl[1:-1] - f["x_start"]) / (f["x_end"] - f["x_start"])  # [bends] position along the curve
         straight = y_ctrl[:, :1] + frac[None, :] * (y_ctrl[:, -1:] - y_ctrl[:, :1])  # [n, bends]
         y_ctrl[:, 1:-1] = np.clip(straight + rng.uniform(-wiggle, wiggle, (n, bends)) * h, f["y_lo"], f["y_hi"])
 
