@@ -126,9 +126,12 @@ _W: dict[str, Any] = {}
 CHUNK_ROWS = 25  # rows per work item: small enough to balance cores and report progress smoothly
 
 
-def _init_worker(spec_dict: dict[str, Any]) -> None:
+def _init_worker(spec_dict: dict[str, Any], in_pool: bool = True) -> None:
     import gc
+    import signal
 
+    if in_pool:  # Ctrl-C is the main process's to handle (it stops the pool and reports)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _W["maker"] = RowMaker(RunSpec.from_dict(spec_dict))
     gc.freeze()  # long-lived imports out of the collector's way: cheaper collections per row
 
@@ -268,7 +271,7 @@ def generate(
         pool = ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(spec_dict,))
         chunks = pool.imap(_make_rows, jobs)
     else:
-        _init_worker(spec_dict)
+        _init_worker(spec_dict, in_pool=False)
         chunks = map(_make_rows, jobs)
     digests: dict[Path, tuple[str, int]] = {}
     try:
