@@ -16,20 +16,9 @@ import numpy as np
 
 from linebench import geometry as geo
 from linebench.errors import GenerationError, UsageError
-from linebench.render import Disc, Polyline, Primitive, Text, text_box, text_size
+from linebench.render import PALETTE, Disc, Polyline, Primitive, Text, text_box, text_size
 from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int
 
-# Named colours (RGB), far apart in hue and all dark enough on white.
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30),
-    "blue": (30, 80, 220),
-    "green": (20, 140, 40),
-    "orange": (240, 130, 0),
-    "purple": (140, 50, 190),
-    "brown": (130, 80, 30),
-    "magenta": (220, 40, 180),
-    "teal": (0, 150, 150),
-}
 ONE_COLOUR = ("black", (0, 0, 0))
 LABEL_RGB = (0, 0, 0)
 FONT_SCALE = 0.6

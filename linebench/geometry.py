@@ -179,6 +179,28 @@ def points_to_polyline(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
     return point_segment_distance(pts, poly[None, :-1], poly[None, 1:]).min(axis=1)
 
 
+def closest_points(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Points of closest approach (pa on a, pb on b) of two non-crossing polylines and their distance.
+
+    Between non-crossing polylines the minimum is reached at a vertex of one of them and its
+    projection on a segment of the other, so vertex-to-segment projections are exhaustive."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    best = (np.inf, None, None)
+    for p, q, swap in ((a, b, False), (b, a, True)):
+        s0, d = q[None, :-1], (q[1:] - q[:-1])[None]  # [1, S, 2]
+        dd = (d * d).sum(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.clip(np.where(dd > 0, ((p[:, None] - s0) * d).sum(-1) / dd, 0.0), 0.0, 1.0)  # [V, S]
+        proj = s0 + t[..., None] * d  # [V, S, 2]
+        dist = np.hypot(*(p[:, None] - proj).transpose(2, 0, 1))
+        v, s = np.unravel_index(np.argmin(dist), dist.shape)
+        if dist[v, s] < best[0]:
+            pair = (proj[v, s], p[v]) if swap else (p[v], proj[v, s])
+            best = (float(dist[v, s]), *pair)
+    return best[1], best[2], best[0]
+
+
 def polyline_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Exact minimum distance between two polylines (0 if they cross or touch)."""
     if len(segment_crossings(a, b)):
@@ -232,7 +254,7 @@ def segments_hit_box(s0: np.ndarray, s1: np.ndarray, box: np.ndarray) -> np.ndar
         da, pa = d[..., ax], s0[..., ax]
         par = da == 0
         ok &= ~(par & ((pa < lo[ax]) | (pa > hi[ax])))
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # +-inf slabs are what we want
             ta = (lo[ax] - pa) / da
             tb = (hi[ax] - pa) / da
         near = np.where(par, -np.inf, np.minimum(ta, tb))

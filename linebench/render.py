@@ -30,6 +30,18 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_FILTER, cv2.IMWRIT
 
 RGB = tuple[int, int, int]
 
+# Named colours, far apart in hue and all dark enough on white; questions refer to them by name.
+PALETTE: dict[str, RGB] = {
+    "red": (220, 30, 30),
+    "blue": (30, 80, 220),
+    "green": (20, 140, 40),
+    "orange": (240, 130, 0),
+    "purple": (140, 50, 190),
+    "brown": (130, 80, 30),
+    "magenta": (220, 40, 180),
+    "teal": (0, 150, 150),
+}
+
 
 @dataclass(frozen=True)
 class Polyline:

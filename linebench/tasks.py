@@ -18,12 +18,14 @@ from .errors import UsageError
 from .render import Primitive
 
 ENTRY_POINT_GROUP = "linebench.tasks"
-MIXED = "mixed"  # the difficulty that draws a level per sample
+MIXED = "mixed"  # the difficulty that draws a level per sample (from every level but OOD)
+OOD = "ood"  # the out-of-distribution level: harder than anything `mixed` draws
 
 
 @dataclass(frozen=True)
 class Knob:
-    """A parameter users may set with `--knob name=value` (ints and floats also `lo..hi`)."""
+    """A parameter users may set with `--knob name=value` (ints and floats also `lo..hi`).
+    `kind` is int, float, bool or str (a str knob lists its `choices`)."""
 
     name: str
     kind: type  # int, float or bool
@@ -31,6 +33,7 @@ class Knob:
     help: str
     bounds: tuple[float, float] | None = None  # allowed values, inclusive
     audit: bool = False  # an audit threshold rather than a scene property
+    choices: tuple[str, ...] | None = None  # allowed values of a str knob
 
 
 @dataclass(frozen=True)
@@ -108,12 +111,20 @@ def parse_value(knob: Knob, text: str) -> Any:
             if low in ("0", "false", "no", "off"):
                 return False
             raise ValueError
+        if knob.kind is str:
+            if knob.choices and text not in knob.choices:
+                raise ValueError
+            return text
         if ".." in text:
             lo, hi = (knob.kind(v) for v in text.split("..", 1))
             return [lo, hi]
         return knob.kind(text)
     except ValueError:
-        form = "true/false" if knob.kind is bool else f"a {knob.kind.__name__} or a range lo..hi"
+        form = (
+            "true/false" if knob.kind is bool
+            else "one of " + ", ".join(knob.choices or ()) if knob.kind is str
+            else f"a {knob.kind.__name__} or a range lo..hi"
+        )
         raise UsageError(f"knob {knob.name!r} takes {form}, got {text!r}") from None
 
 
@@ -176,7 +187,7 @@ def resolve_params(task: Task, level: str, spec: ParamSpec) -> dict[str, Any]:
 def levels_for(task: Task, difficulty: str) -> list[str]:
     """The levels a run draws from: one named level, or all of them for 'mixed'."""
     if difficulty == MIXED:
-        return level_names(task)
+        return [lv for lv in level_names(task) if lv != OOD]
     if difficulty not in task.levels:
         raise UsageError(
             f"task {task.name!r} has no difficulty {difficulty!r}; choose from {', '.join(task.levels)}, {MIXED}"

@@ -161,3 +161,15 @@ def test_boxes_overlap_margin():
     a, b = (0, 0, 10, 10), (12, 0, 20, 10)
     assert not geo.boxes_overlap(a, b)
     assert geo.boxes_overlap(a, b, margin=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(polyline(), polyline())
+def test_closest_points_lie_on_both_lines_at_the_exact_distance(a, b):
+    if len(geo.segment_crossings(a, b)):
+        return
+    pa, pb, d = geo.closest_points(a, b)
+    assert d == pytest.approx(geo.polyline_distance(a, b), abs=1e-9)
+    assert np.hypot(*(pa - pb)) == pytest.approx(d, abs=1e-9)
+    assert geo.points_to_polyline(pa[None], a)[0] == pytest.approx(0, abs=1e-7)
+    assert geo.points_to_polyline(pb[None], b)[0] == pytest.approx(0, abs=1e-7)
