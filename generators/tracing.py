@@ -53,6 +53,7 @@ class TracingTask:
     name = "tracing"
     version = "1"
     description = "Follow the line from a lettered start to its numbered end."
+    target_description = "the queried curve's end marker and its number label"
     question_template = "Which number does the line starting at {start} end at? Answer with the number only."
 
     knobs = (
@@ -67,7 +68,7 @@ class TracingTask:
         Knob("min_crossing_sep_px", float, 16.0, "min distance between any two crossings", (0.0, 200.0), audit=True),
         Knob("crossing_clearance_px", float, 20.0, "min distance from a crossing to any marker or label", (0.0, 200.0), audit=True),
         Knob("marker_clearance_px", float, 6.0, "min gap between a curve and another curve's marker", (0.0, 100.0), audit=True),
-        Knob("border_px", float, 10.0, "min distance from curves and labels to the image border", (0.0, 100.0), audit=True),
+        Knob("border_px", float, 10.0, "min distance from curves to the image border (labels are laid out from it)", (0.0, 100.0), audit=True),
         Knob("label_gap_px", float, 4.0, "min gap between a label and anything else", (0.0, 50.0), audit=True),
         Knob("max_attempts", int, 2000, "scenes drawn per sample before giving up", (1, 10**6), audit=True),
     )

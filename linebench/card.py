@@ -143,7 +143,7 @@ Rows depend only on (base seed, task, split, index): the same command gives the 
 number of workers. `linebench verify FOLDER` re-renders rows from their stored `seed` and `params`
 and checks every shard against `manifest.json`.
 
-Attention maps: target tokens (those holding the queried end marker and its label) share mass
+Attention maps: target tokens (those holding {getattr(task, "target_description", "the targets")}) share mass
 {mp_.target} in proportion to the exact target area in each token; their neighbours within {mp_.radius}
 token(s) share {mp_.neighbour}; all other tokens share {mp_.floor}. Maps for other models' token grids
 can be recomputed from `geometry` at any time.

@@ -150,10 +150,12 @@ def generate(
     try:
         result = run(spec, folder, workers=workers, shard_size=shard_size, overwrite=overwrite, resume=resume, progress=report)
     except KeyboardInterrupt:
-        bar.stop()
+        if bar.live.is_started:
+            bar.stop()
         _fail(f"interrupted; finished shards are kept. Run the same command with --resume to finish {folder}", 130)
     finally:
-        bar.stop()
+        if bar.live.is_started:
+            bar.stop()
     rate = result.rows / result.seconds if result.seconds else 0.0
     out_console.print(
         f"wrote {result.rows} rows in {result.shards} shard(s) to {folder} "

@@ -37,6 +37,7 @@ from .tasks import Task, get_task
 
 RUN_FILE = ".linebench-run.json"
 MANIFEST = "manifest.json"
+OWNED = ("data", "assets", "README.md", MANIFEST, RUN_FILE)  # what --overwrite may delete
 ROW_GROUP_SIZE = 100  # small row groups keep streaming and the Hub viewer light for image rows
 
 _PY_TO_VALUE = {int: "int32", float: "float32", bool: "bool", str: "string"}
@@ -166,7 +167,7 @@ def _prepare_out(out: Path, run: dict[str, Any], overwrite: bool, resume: bool) 
         raise UsageError(f"output {out} exists and is not a folder")
     contents = list(out.iterdir()) if out.exists() else []
     if contents:
-        ours = (out / RUN_FILE).exists() or (out / MANIFEST).exists()
+        ours = (out / RUN_FILE).is_file()  # written first by every run: the folder is ours
         if resume:
             if not (out / RUN_FILE).exists():
                 raise UsageError(f"cannot resume: {out} has no {RUN_FILE} (it was not made by linebench generate)")
@@ -174,8 +175,13 @@ def _prepare_out(out: Path, run: dict[str, Any], overwrite: bool, resume: bool) 
                 raise UsageError(f"cannot resume: {out} was started with other arguments; use the same ones, or --overwrite")
         elif overwrite:
             if not ours:
-                raise UsageError(f"refusing to overwrite {out}: it is not a linebench dataset folder")
-            shutil.rmtree(out)
+                raise UsageError(f"refusing to overwrite {out}: it has no {RUN_FILE}, so it is not a linebench dataset folder")
+            for name in OWNED:  # only what a run writes; anything else the user put there stays
+                path = out / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
         else:
             raise UsageError(f"output folder {out} exists and is not empty; use --overwrite to replace it or --resume to finish it")
     anchor = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
@@ -187,6 +193,16 @@ def _prepare_out(out: Path, run: dict[str, Any], overwrite: bool, resume: bool) 
         os.unlink(probe)
     except OSError as e:
         raise UsageError(f"cannot write to {out}: {anchor} is not writable ({e.strerror})") from None
+
+
+def _complete_shard(path: Path, rows: int) -> bool:
+    """A shard a resumed run may keep: present, with a readable footer and the right row count."""
+    if not path.exists():
+        return False
+    try:
+        return pq.read_metadata(path).num_rows == rows
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def canonical_command(spec: RunSpec, shard_size: int) -> str:
@@ -202,7 +218,7 @@ def canonical_command(spec: RunSpec, shard_size: int) -> str:
         f"--canvas {w}x{h}",
         f"--maps {','.join(spec.maps)}",
     ]
-    for name, value in spec.params.overrides.items():
+    for name, value in sorted(spec.params.overrides.items()):
         text = f"{value[0]}..{value[1]}" if isinstance(value, list) else str(value).lower() if isinstance(value, bool) else str(value)
         parts.append(f"--knob {name}={text}")
     mp_ = spec.map_params
@@ -216,6 +232,8 @@ def preflight(spec: RunSpec) -> RowMaker:
     scene (so impossible knob combinations fail here, with one clear message)."""
     if spec.n <= 0:
         raise UsageError(f"--n must be positive, got {spec.n}")
+    if spec.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {spec.seed}")
     maker = RowMaker(spec)  # resolves and checks the parameters of every level
     features(spec)  # validates the map profiles
     for level, params in maker.params.items():
@@ -246,7 +264,7 @@ def generate(
         raise UsageError(f"--workers must be positive, got {workers}")
     preflight(spec)
     spec_dict = spec.to_dict()
-    run = {"spec": spec_dict, "shard_size": shard_size}
+    run = {"spec": spec_dict, "shard_size": shard_size, "generator_version": generator_version(get_task(spec.task))}
     _prepare_out(out, run, overwrite, resume)
 
     feats = features(spec)
@@ -258,7 +276,7 @@ def generate(
         stale.unlink()
     (out / RUN_FILE).write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
 
-    todo = [(s, e, out / nm) for (s, e), nm in zip(ranges, names) if not (out / nm).exists()]
+    todo = [(s, e, out / nm) for (s, e), nm in zip(ranges, names) if not _complete_shard(out / nm, e - s)]
     done_rows = spec.n - sum(e - s for s, e, _ in todo)
     report = progress or (lambda done, total: None)
     report(done_rows, spec.n)

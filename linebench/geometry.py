@@ -135,7 +135,9 @@ def graph_crossings(xs: np.ndarray, ys: np.ndarray) -> Crossings:
     `xs` [M] strictly increasing, `ys` [C, M]. Because segment k of every curve spans the same
     [xs[k], xs[k+1]], two segments cross exactly when the difference of the curves changes sign
     there, so this is exact and needs no all-segment-pairs test. Values equal to zero count with
-    the negative side, which makes each vertex belong to one segment only.
+    the negative side, which makes each vertex belong to one segment only. The one inexact case is
+    two curves touching at a shared vertex without crossing (counted 0 or 2 at one point); the
+    tracing audit rejects it (two crossings at distance 0, or a gap of 0).
     """
     xs = np.asarray(xs, dtype=np.float64)
     ys = np.asarray(ys, dtype=np.float64)
@@ -318,7 +320,16 @@ def disc_cell_areas(center: np.ndarray, radius: float, x_edges: np.ndarray, y_ed
     """
     gx = np.asarray(x_edges, dtype=np.float64) - float(center[0])
     gy = np.asarray(y_edges, dtype=np.float64) - float(center[1])
+    if radius <= 0:
+        return np.zeros((gy.size - 1, gx.size - 1))
     ax, ay = np.meshgrid(np.abs(gx), np.abs(gy))  # [rows+1, cols+1]
     sign = np.sign(gy)[:, None] * np.sign(gx)[None, :]
     g = sign * _quarter_disc_area(ax, ay, float(radius))
-    return np.maximum(g[1:, 1:] - g[:-1, 1:] - g[1:, :-1] + g[:-1, :-1], 0.0)
+    area = np.maximum((g[1:, 1:] - g[:-1, 1:]) - (g[1:, :-1] - g[:-1, :-1]), 0.0)
+    # The corner differences leave ~1e-15 in cells the disc does not reach; such a cell must be
+    # exactly 0, or it would count as a target token. A cell is reached iff its nearest point to
+    # the centre is inside the disc.
+    near_x = np.clip(0.0, gx[:-1], gx[1:])  # [cols] offset of the cell's nearest x from the centre
+    near_y = np.clip(0.0, gy[:-1], gy[1:])
+    area[np.hypot(near_y[:, None], near_x[None, :]) >= radius] = 0.0
+    return area

@@ -14,6 +14,7 @@ Shapes of one sample are disjoint, so the target area is the sum of their areas.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
@@ -33,7 +34,7 @@ class MapParams:
 
     def __post_init__(self) -> None:
         masses = (self.target, self.neighbour, self.floor)
-        if min(masses) < 0 or abs(sum(masses) - 1.0) > 1e-9:
+        if not all(math.isfinite(m) for m in masses) or min(masses) < 0 or abs(sum(masses) - 1.0) > 1e-9:
             raise UsageError(
                 f"map masses must be >= 0 and sum to 1 (target + neighbour + floor), got {self.target} + "
                 f"{self.neighbour} + {self.floor}"
@@ -64,6 +65,7 @@ def target_areas(targets: Sequence[Mapping[str, Any]], grid: TokenGrid) -> np.nd
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     out = mask.copy()
     rows, cols = mask.shape
+    radius = min(radius, max(rows, cols))  # a wider neighbourhood reaches nothing more
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             src = mask[max(0, -dy) : rows - max(0, dy), max(0, -dx) : cols - max(0, dx)]

@@ -64,7 +64,7 @@ class RunSpec:
             "seed": self.seed,
             "canvas": list(self.params.canvas),
             "difficulty": self.params.difficulty,
-            "knobs": dict(self.params.overrides),
+            "knobs": dict(sorted(self.params.overrides.items())),
             "maps": list(self.maps),
             "map_params": self.map_params.to_dict(),
         }

@@ -145,6 +145,8 @@ def parse_overrides(task: Task, items: Sequence[str]) -> dict[str, Any]:
 
 def _check_value(knob: Knob, value: Any) -> None:
     values = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and (knob.audit or knob.kind in (bool, str)):
+        raise UsageError(f"knob {knob.name!r} takes a single value, not a range")
     if isinstance(value, list) and (len(value) != 2 or value[0] > value[1]):
         raise UsageError(f"knob {knob.name!r}: a range needs lo <= hi, got {value[0]}..{value[1]}")
     if knob.bounds is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .dataset import read_manifest, sha256_file, task_of
@@ -51,7 +52,12 @@ def verify(
             continue
         if sha256_file(path) != shard["sha256"]:
             report.problems.append(f"{shard['path']}: sha256 differs from manifest.json")
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as e:
+            report.problems.append(f"{shard['path']}: unreadable ({e})")
+            offset += shard["rows"]
+            continue
         if table.num_rows != shard["rows"]:
             report.problems.append(f"{shard['path']}: {table.num_rows} rows, manifest says {shard['rows']}")
         picks = sorted(i - offset for i in wanted if offset <= i < offset + table.num_rows)

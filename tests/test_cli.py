@@ -66,6 +66,9 @@ BAD = [
     (["--map-target", "0.9"], "sum to 1"),
     (["--workers", "0"], "--workers must be positive"),
     (["--shard-size", "0"], "--shard-size must be positive"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--knob", "border_px=5..10"], "single value"),
+    (["--map-target", "nan"], "sum to 1"),
 ]
 
 

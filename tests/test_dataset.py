@@ -96,6 +96,8 @@ def test_verify_passes_and_catches_tampering(small_dataset, tmp_path):
     assert not report.ok
     assert any("sha256" in p for p in report.problems)
     assert any("answer differs" in p for p in report.problems)
+    shard.write_bytes(b"not parquet")  # a corrupt shard is reported, not a crash
+    assert any("unreadable" in p for p in verify(copy).problems)
 
 
 def test_existing_folder_needs_overwrite_or_resume(tmp_path, tiny_spec):
@@ -112,9 +114,13 @@ def test_existing_folder_needs_overwrite_or_resume(tmp_path, tiny_spec):
     other = tmp_path / "not-ours"
     other.mkdir()
     (other / "precious.txt").write_text("keep me")
+    (other / "manifest.json").write_text("{}")  # a manifest alone does not make a folder ours
     with pytest.raises(UsageError, match="refusing to overwrite"):
         generate(tiny_spec(n=4), other, workers=1, overwrite=True)
     assert (other / "precious.txt").exists()
+    (out / "notes.txt").write_text("mine")  # --overwrite removes only what a run writes
+    generate(tiny_spec(n=4), out, workers=1, shard_size=4, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_kill_and_resume_is_byte_identical(tmp_path):
@@ -137,5 +143,16 @@ def test_kill_and_resume_is_byte_identical(tmp_path):
 
     done = subprocess.run([CLI, *args, "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 2 and "--resume" in done.stderr
+    shards[0].write_bytes(b"truncated")  # a damaged shard is rewritten, not trusted
     subprocess.run([CLI, *args, "--out", str(out), "--resume"], check=True, capture_output=True)
     assert folder_bytes(out) == folder_bytes(ref)
+
+
+def test_knob_order_does_not_change_the_folder(tmp_path, tiny_spec):
+    from linebench.samples import RunSpec
+    from linebench.tasks import ParamSpec
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(RunSpec("tracing", n=3, params=ParamSpec(overrides={"curves": 4, "bends": 2})), a, shard_size=3)
+    generate(RunSpec("tracing", n=3, params=ParamSpec(overrides={"bends": 2, "curves": 4})), b, shard_size=3)
+    assert folder_bytes(a) == folder_bytes(b)

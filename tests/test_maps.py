@@ -62,3 +62,26 @@ def test_bad_map_params(kwargs):
 def test_unknown_profile():
     with pytest.raises(UsageError, match="unknown map profile"):
         layout("llava-9000", (448, 448))
+
+
+def test_cells_the_disc_does_not_reach_are_exactly_zero():
+    from linebench.geometry import disc_cell_areas
+
+    rng = np.random.default_rng(0)
+    xe, ye = np.linspace(0, 448, 25), np.linspace(0, 448, 25)
+    for _ in range(500):
+        c, r = rng.uniform(0, 448, 2), rng.uniform(0.5, 12)
+        a = disc_cell_areas(c, r, xe, ye)
+        nx = np.clip(c[0], xe[:-1], xe[1:]) - c[0]
+        ny = np.clip(c[1], ye[:-1], ye[1:]) - c[1]
+        reached = np.hypot(ny[:, None], nx[None, :]) < r
+        assert np.array_equal(a > 0, reached)
+    assert disc_cell_areas((5, 5), 0.0, xe, ye).sum() == 0
+
+
+def test_radius_wider_than_the_grid_and_non_finite_masses():
+    (m,) = attention_map([{"type": "rect", "box": [0, 0, 5, 5]}], layout("grid4", (40, 40)), MapParams(radius=30))
+    # every other token is a neighbour: no floor tokens, so the floor mass is redistributed
+    assert m.sum() == pytest.approx(1.0) and m[0, 0] == pytest.approx(0.8 / 0.95)
+    with pytest.raises(UsageError):
+        MapParams(target=float("nan"), neighbour=0.15, floor=0.05)
