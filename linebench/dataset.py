@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -335,12 +335,6 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.exists():
         raise UsageError(f"{folder} has no {MANIFEST}: not a finished linebench dataset (an interrupted run? use --resume)")
     return json.loads(path.read_text())
-
-
-def iter_rows(folder: Path, manifest: dict[str, Any], columns: Sequence[str] | None = None) -> Iterable[dict[str, Any]]:
-    for shard in manifest["shards"]:
-        table = pq.read_table(folder / shard["path"], columns=list(columns) if columns else None)
-        yield from table.to_pylist()
 
 
 def task_of(manifest: dict[str, Any]) -> Task:

@@ -11,7 +11,3 @@ class UsageError(LinebenchError):
 
 class GenerationError(LinebenchError):
     """A task could not produce a valid sample with the given parameters."""
-
-
-class VerifyError(LinebenchError):
-    """A dataset folder is not what its manifest says (missing files, unreadable shards)."""

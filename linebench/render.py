@@ -96,7 +96,7 @@ def rasterise(
     canvas: tuple[int, int], primitives: Sequence[Primitive], background: RGB = (255, 255, 255)
 ) -> np.ndarray:
     """Draw `primitives` in order on a `canvas` = (width, height) -> uint8 [H, W, 3] in BGR order
-    (OpenCV's own; `encode_png` expects it, `to_rgb` converts for display)."""
+    (OpenCV's own; `encode_png` expects it, `decode_png` gives RGB back)."""
     w, h = canvas
     if len(set(background)) == 1:
         img = np.full((h, w, 3), background[0], dtype=np.uint8)
@@ -131,7 +131,3 @@ def decode_png(data: bytes) -> np.ndarray:
     """PNG bytes -> uint8 [H, W, 3] RGB."""
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     return img[..., ::-1].copy()
-
-
-def to_rgb(bgr: np.ndarray) -> np.ndarray:
-    return bgr[..., ::-1].copy()
