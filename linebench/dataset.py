@@ -227,21 +227,22 @@ def canonical_command(spec: RunSpec, shard_size: int) -> str:
     return " ".join(parts)
 
 
-def preflight(spec: RunSpec) -> RowMaker:
+def preflight(spec: RunSpec):
     """Validate a run before touching the disk: parameters resolve, and each level can produce a
-    scene (so impossible knob combinations fail here, with one clear message)."""
+    scene (so impossible knob combinations fail here, with one clear message). Returns the
+    run's `datasets.Features`."""
     if spec.n <= 0:
         raise UsageError(f"--n must be positive, got {spec.n}")
     if spec.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {spec.seed}")
     maker = RowMaker(spec)  # resolves and checks the parameters of every level
-    features(spec)  # validates the map profiles
+    feats = features(spec)  # also validates the map profiles
     for level, params in maker.params.items():
         try:
             maker.task.sample(np.random.default_rng(0), params)
         except GenerationError as e:
             raise UsageError(f"difficulty {level!r}: {e}") from None
-    return maker
+    return feats
 
 
 def generate(
@@ -262,12 +263,11 @@ def generate(
         raise UsageError(f"--shard-size must be positive, got {shard_size}")
     if workers <= 0:
         raise UsageError(f"--workers must be positive, got {workers}")
-    preflight(spec)
+    feats = preflight(spec)
     spec_dict = spec.to_dict()
     run = {"spec": spec_dict, "shard_size": shard_size, "generator_version": generator_version(get_task(spec.task))}
     _prepare_out(out, run, overwrite, resume)
 
-    feats = features(spec)
     schema = feats.arrow_schema
     ranges = shard_ranges(spec.n, shard_size)
     names = [shard_name(spec.split, i, len(ranges)) for i in range(len(ranges))]
