@@ -53,6 +53,7 @@ class TracingTask:
     name = "tracing"
     version = "1"
     description = "Follow the line from a lettered start to its numbered end."
+    answer_kind = "number"
     target_description = "the queried curve's end marker and its number label"
     question_template = "Which number does the line starting at {start} end at? Answer with the number only."
 

@@ -65,6 +65,7 @@ class Task(Protocol):
     knobs: Sequence[Knob]
     columns: Sequence[Column]
     levels: Mapping[str, Mapping[str, Any]]  # level name -> knob values (scalar or [lo, hi])
+    answer_kind: str  # how free-form predictions are parsed when scoring: "number" or "cell"
 
     def check(self, params: Mapping[str, Any]) -> None:
         """Raise UsageError if the resolved parameters cannot produce a scene (e.g. canvas too small)."""
