@@ -23,7 +23,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.morphology import dilation, disk
 
-from linebench.render import Polyline, decode_png, rasterise
+from linebench.render import PALETTE, Polyline, decode_png, rasterise
 from linebench.samples import RowMaker, RunSpec
 from linebench.tasks import ParamSpec, get_task, task_names
 
@@ -83,7 +83,50 @@ def check_tracing(row: Row) -> str | None:
     return None
 
 
-CHECKS: dict[str, Checker] = {"tracing": check_tracing}
+# --------------------------------------------------------------------------- intersection
+
+
+def _overlap_blobs(a: np.ndarray, b: np.ndarray) -> int:
+    """Connected regions where two binary masks overlap."""
+    return int(connected_components(a & b, connectivity=2).max())
+
+
+def nearest_colour(rgb: np.ndarray, within: float = 40.0) -> np.ndarray:
+    """Per pixel, the name of the nearest of the palette colours, white and black, if it is
+    closer than `within` (Euclidean, 0..255 channels), else "" (anti-aliased blends)."""
+    names = np.array(["white", "black", *PALETTE, ""])
+    ref = np.array([(255, 255, 255), (0, 0, 0), *PALETTE.values()], dtype=np.int32)
+    d = ((rgb[:, :, None, :].astype(np.int32) - ref[None, None]) ** 2).sum(-1)
+    best = d.argmin(-1)
+    best[np.take_along_axis(d, best[..., None], -1)[..., 0] > within**2] = len(ref)
+    return names[best]
+
+
+def check_intersection(row: Row) -> str | None:
+    g = json.loads(row["geometry"])
+    canvas, t = tuple(g["canvas"]), g["thickness_px"]
+    m = re.search(r"do the (\w+) line and the (\w+) line", row["question"])
+    named = [next(ln for ln in g["lines"] if ln["colour"] == m.group(i)) for i in (1, 2)] if m else []
+    pairs = [tuple(named)] if m else [(a, b) for i, a in enumerate(g["lines"]) for b in g["lines"][i + 1 :]]
+    # 1. Each line rasterised alone: count the blobs where two lines' pixels overlap.
+    alone = {id(ln): rasterise(canvas, [Polyline(np.array(ln["points"]), (0, 0, 0), t)])[..., 0] < 128 for ln in g["lines"]}
+    got = sum(_overlap_blobs(alone[id(a)], alone[id(b)]) for a, b in pairs)
+    if str(got) != row["answer"]:
+        return f"lines drawn alone overlap in {got} places, answer {row['answer']}"
+    # 2. The lines the question names are the ones drawn in those colours: in the real picture,
+    #    the pixels of each named colour lie on that line and cover most of it.
+    if named:
+        colour_of = nearest_colour(decode_png(row["image"]))
+        for ln in named:
+            own = alone[id(ln)]
+            others = np.logical_or.reduce([alone[id(o)] for o in g["lines"] if o is not ln])
+            seen = (colour_of == ln["colour"]) & ~dilation(others, disk(1))  # not where lines blend
+            if (seen & ~dilation(own, disk(1))).any() or seen.sum() < 0.6 * (own & ~others).sum():
+                return f"the {ln['colour']} pixels of the picture are not the {ln['colour']} line"
+    return None
+
+
+CHECKS: dict[str, Checker] = {"tracing": check_tracing, "intersection": check_intersection}
 
 
 # --------------------------------------------------------------------------- driver

@@ -62,6 +62,38 @@ def catmull_rom_tangents(points: np.ndarray, flat_ends: bool = True) -> np.ndarr
     return m
 
 
+def monotone_cubic(xs: np.ndarray, ys: np.ndarray, step: float) -> np.ndarray:
+    """Flatten the monotone cubic (Fritsch-Carlson PCHIP) through (xs, ys), xs strictly increasing,
+    with vertices about `step` apart in x -> [M, 2]; the knots are vertices of the result.
+
+    Between two knots the curve stays within their y-range (no overshoot), so curves that keep
+    to disjoint horizontal bands between knots cannot meet there.
+    """
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    h = np.diff(x)
+    d = np.diff(y) / h  # secant slopes [K-1]
+    m = np.empty_like(y)
+    m[0], m[-1] = d[0], d[-1]
+    if len(d) > 1:
+        w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
+        same = d[:-1] * d[1:] > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m[1:-1] = np.where(same, (w1 + w2) / (w1 / d[:-1] + w2 / d[1:]), 0.0)
+    n = np.maximum(1, np.ceil(h / step).astype(np.int64))  # samples per span
+    k = np.repeat(np.arange(len(h)), n)  # span of each output vertex after the first
+    t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 1) / np.repeat(n, n)
+    t2, t3 = t * t, t * t * t
+    yy = (
+        (2 * t3 - 3 * t2 + 1) * y[k]
+        + (t3 - 2 * t2 + t) * h[k] * m[k]
+        + (-2 * t3 + 3 * t2) * y[k + 1]
+        + (t3 - t2) * h[k] * m[k + 1]
+    )
+    xx = x[k] + t * h[k]
+    return np.concatenate([[[x[0], y[0]]], np.stack([xx, yy], axis=1)])
+
+
 def polyline_length(poly: np.ndarray) -> float:
     d = np.diff(np.asarray(poly, dtype=np.float64), axis=0)
     return float(np.hypot(d[:, 0], d[:, 1]).sum())
@@ -333,3 +365,62 @@ def disc_cell_areas(center: np.ndarray, radius: float, x_edges: np.ndarray, y_ed
     near_y = np.clip(0.0, gy[:-1], gy[1:])
     area[np.hypot(near_y[:, None], near_x[None, :]) >= radius] = 0.0
     return area
+
+
+def polygon_area(points: np.ndarray) -> float:
+    """Absolute area of a simple polygon [M, 2] (shoelace; may be concave)."""
+    p = np.asarray(points, dtype=np.float64)
+    p = p - p[0]  # relative to a vertex: degenerate (collinear) pieces come out exactly 0
+    return 0.5 * abs(float(np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1))))
+
+
+def _clip_half_plane(poly: np.ndarray, axis: int, value: float, keep_above: bool) -> np.ndarray:
+    """One Sutherland-Hodgman step: the part of `poly` with coordinate `axis` >= value (or <=).
+
+    Vertex i (if kept) is followed by the crossing on edge i -> i+1 (if any), which keeps the
+    boundary order. Crossings get exactly `value` on the clip axis."""
+    s = poly[:, axis] - value if keep_above else value - poly[:, axis]
+    inside = s >= 0
+    if inside.all():
+        return poly
+    if not inside.any():
+        return poly[:0]
+    nxt = np.roll(poly, -1, axis=0)
+    s_n = np.roll(s, -1)
+    cross = inside != np.roll(inside, -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(cross, s / (s - s_n), 0.0)
+    inter = poly + t[:, None] * (nxt - poly)
+    inter[:, axis] = value
+    out = np.stack([poly, inter], axis=1).reshape(-1, 2)
+    return out[np.stack([inside, cross], axis=1).reshape(-1)]
+
+
+def polygon_cell_areas(points: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray) -> np.ndarray:
+    """Exact area of a simple polygon [M, 2] (concave allowed, e.g. a star) inside each cell of the
+    grid -> float64 [rows, cols].
+
+    Sutherland-Hodgman clipping against each cell rectangle: with a convex clip region the clipped
+    outline may run back and forth along the cell border, but those degenerate edges enclose no
+    area, so the shoelace area is exact for concave subjects too. Only cells in the polygon's
+    bounding box are visited (clipped per column strip, then per row); a cell the polygon does not
+    reach, or only touches, gets exactly 0.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    xe = np.asarray(x_edges, dtype=np.float64)
+    ye = np.asarray(y_edges, dtype=np.float64)
+    out = np.zeros((ye.size - 1, xe.size - 1))
+    if p.shape[0] < 3:
+        return out
+    (x_lo, y_lo), (x_hi, y_hi) = p.min(axis=0), p.max(axis=0)
+    cols = np.nonzero((xe[1:] > x_lo) & (xe[:-1] < x_hi))[0]
+    rows = np.nonzero((ye[1:] > y_lo) & (ye[:-1] < y_hi))[0]
+    for c in cols:
+        strip = _clip_half_plane(_clip_half_plane(p, 0, xe[c], True), 0, xe[c + 1], False)
+        if strip.shape[0] < 3:
+            continue
+        for r in rows:
+            piece = _clip_half_plane(_clip_half_plane(strip, 1, ye[r], True), 1, ye[r + 1], False)
+            if piece.shape[0] >= 3:
+                out[r, c] = polygon_area(piece)
+    return out
