@@ -1,10 +1,15 @@
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 # No network and no writes to the user's caches: everything the tests load is made here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="linebench-hf-home-"))
+
+# The independent pixel checkers live with the audit script (benchmarks/pixel_audit.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import pytest  # noqa: E402
 
