@@ -87,6 +87,8 @@ class TracingTask:
         "easy": {"curves": 3, "bends": [1, 2], "wiggle": [0.05, 0.15], "crossings": [1, 3], "same_colour": False, "thickness_px": 3},
         "medium": {"curves": [4, 5], "bends": [2, 3], "wiggle": [0.1, 0.2], "crossings": [2, 6], "same_colour": False, "thickness_px": [2, 3]},
         "hard": {"curves": [5, 6], "bends": [3, 4], "wiggle": [0.05, 0.15], "crossings": [4, 12], "same_colour": True, "thickness_px": 2},
+        # out of distribution: more curves, bends and crossings than any level `mixed` draws from
+        "ood": {"curves": [7, 8], "bends": [4, 5], "wiggle": [0.05, 0.15], "crossings": [12, 24], "same_colour": True, "thickness_px": 2},
     }
 
     # ------------------------------------------------------------------ layout

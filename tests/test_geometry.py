@@ -173,3 +173,92 @@ def test_closest_points_lie_on_both_lines_at_the_exact_distance(a, b):
     assert np.hypot(*(pa - pb)) == pytest.approx(d, abs=1e-9)
     assert geo.points_to_polyline(pa[None], a)[0] == pytest.approx(0, abs=1e-7)
     assert geo.points_to_polyline(pb[None], b)[0] == pytest.approx(0, abs=1e-7)
+
+
+# --------------------------------------------------------------------------- polygon cell areas
+
+
+def star_polygon(cx, cy, radii, phase):
+    """A simple star-shaped (possibly concave) polygon: vertices at increasing angles."""
+    k = len(radii)
+    ang = phase + 2 * np.pi * np.arange(k) / k
+    return np.stack([cx + np.asarray(radii) * np.cos(ang), cy + np.asarray(radii) * np.sin(ang)], axis=1)
+
+
+def inside_polygon(px, py, poly):
+    """Even-odd point-in-polygon test, vectorised over points (a brute-force reference)."""
+    inside = np.zeros(px.shape, dtype=bool)
+    x0, y0 = poly[:, 0], poly[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    for a, b, c, d in zip(x0, y0, x1, y1):
+        crosses = (b > py) != (d > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xint = a + (py - b) * (c - a) / (d - b)
+        inside ^= crosses & (px < xint)
+    return inside
+
+
+radii_lists = st.lists(st.floats(0.5, 12.0), min_size=3, max_size=14)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.floats(14, 36), st.floats(14, 36), radii_lists, st.floats(0, 2 * math.pi), st.integers(1, 9), st.integers(1, 9))
+def test_polygon_cell_areas_sum_to_the_shoelace_area(cx, cy, radii, phase, cols, rows):
+    poly = star_polygon(cx, cy, radii, phase)
+    areas = geo.polygon_cell_areas(poly, np.linspace(0, 50, cols + 1), np.linspace(0, 50, rows + 1))
+    assert areas.shape == (rows, cols) and areas.min() >= 0
+    assert areas.sum() == pytest.approx(geo.polygon_area(poly), rel=1e-9, abs=1e-9)
+    # reversed orientation: same areas
+    np.testing.assert_allclose(
+        geo.polygon_cell_areas(poly[::-1], np.linspace(0, 50, cols + 1), np.linspace(0, 50, rows + 1)), areas, atol=1e-9
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.floats(-10, 50), st.floats(-10, 50), st.floats(0.1, 30), st.floats(0.1, 30))
+def test_polygon_cell_areas_of_a_rectangle_match_rect_cell_areas(x, y, w, h):
+    xe, ye = np.linspace(0, 40, 7), np.linspace(0, 40, 5)
+    poly = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+    np.testing.assert_allclose(geo.polygon_cell_areas(poly, xe, ye), geo.rect_cell_areas((x, y, x + w, y + h), xe, ye), atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(5, 35), st.floats(5, 35), radii_lists, st.floats(0, 2 * math.pi))
+def test_polygon_cell_areas_match_pixel_sampling(cx, cy, radii, phase):
+    poly = star_polygon(cx, cy, radii, phase)
+    xe, ye = np.linspace(0, 40, 6), np.linspace(0, 40, 5)
+    areas = geo.polygon_cell_areas(poly, xe, ye)
+    step = 1 / 32
+    c = np.arange(step / 2, 40, step)
+    px, py = np.meshgrid(c, c)
+    hit = inside_polygon(px, py, poly).astype(float) * step * step
+    approx = np.add.reduceat(np.add.reduceat(hit, np.searchsorted(c, ye[:-1]), axis=0), np.searchsorted(c, xe[:-1]), axis=1)
+    perimeter = float(np.hypot(*np.diff(np.vstack([poly, poly[:1]]), axis=0).T).sum())
+    np.testing.assert_allclose(areas, approx, atol=step * perimeter + 1e-6)
+
+
+def test_polygon_cell_areas_exact_zero_outside_and_on_touching_cells():
+    star = star_polygon(15.0, 15.0, [8, 3] * 5, -math.pi / 2)
+    xe = ye = np.linspace(0, 40, 9)  # 5 px cells
+    areas = geo.polygon_cell_areas(star, xe, ye)
+    assert areas[:, 5:].max() == 0.0 and areas[5:, :].max() == 0.0
+    assert areas.sum() == pytest.approx(geo.polygon_area(star))
+    # a square whose sides lie on cell edges touches its neighbours only along the border
+    sq = np.array([[10.0, 10.0], [15.0, 10.0], [15.0, 15.0], [10.0, 15.0]])
+    a = geo.polygon_cell_areas(sq, xe, ye)
+    assert a[2, 2] == 25.0 and np.count_nonzero(a) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.5, 40), st.floats(-50, 50)), min_size=2, max_size=8), st.floats(1.0, 10.0))
+def test_monotone_cubic_passes_through_knots_without_overshoot(steps, step):
+    xs = np.cumsum([s for s, _ in steps])
+    ys = np.array([v for _, v in steps])
+    curve = geo.monotone_cubic(xs, ys, step)
+    assert np.all(np.diff(curve[:, 0]) > 0)
+    for x, y in zip(xs, ys):  # every knot is a vertex
+        assert np.any(np.isclose(curve[:, 0], x) & np.isclose(curve[:, 1], y))
+    span = np.clip(np.searchsorted(xs, curve[:, 0], side="right") - 1, 0, len(xs) - 2)
+    lo = np.minimum(ys[span], ys[span + 1])
+    hi = np.maximum(ys[span], ys[span + 1])
+    assert np.all(curve[:, 1] >= lo - 1e-9) and np.all(curve[:, 1] <= hi + 1e-9)
