@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pyarrow.parquet as pq
 
@@ -56,42 +56,55 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def _histograms(folder: Path, manifest: dict[str, Any]) -> tuple[Counter, Counter]:
-    answers: Counter = Counter()
-    levels: Counter = Counter()
+def _histograms(folder: Path, manifest: dict[str, Any]) -> tuple[dict[str, Counter], dict[str, Counter]]:
+    """Per split: how often each answer and each difficulty level occurs."""
+    answers: dict[str, Counter] = {split: Counter() for split in manifest["splits"]}
+    levels: dict[str, Counter] = {split: Counter() for split in manifest["splits"]}
     for shard in manifest["shards"]:
         t = pq.read_table(folder / shard["path"], columns=["answer", "difficulty"])
-        answers.update(t.column("answer").to_pylist())
-        levels.update(t.column("difficulty").to_pylist())
+        answers[shard["split"]].update(t.column("answer").to_pylist())
+        levels[shard["split"]].update(t.column("difficulty").to_pylist())
     return answers, levels
 
 
-def _table(counter: Counter) -> str:
-    total = sum(counter.values()) or 1
-    keys = sorted(counter, key=lambda k: (len(str(k)), str(k)))
-    lines = ["| value | rows | share |", "|---|---:|---:|"]
-    lines += [f"| {k} | {counter[k]} | {100 * counter[k] / total:.1f}% |" for k in keys]
+def _table(per_split: dict[str, Counter]) -> str:
+    """One row per value, one column per split: rows (share of the split)."""
+    keys = sorted({k for c in per_split.values() for k in c}, key=lambda k: (len(str(k)), str(k)))
+    lines = ["| value | " + " | ".join(per_split) + " |", "|---|" + "---:|" * len(per_split)]
+    for k in keys:
+        cells = [f"{c[k]} ({100 * c[k] / (sum(c.values()) or 1):.1f}%)" for c in per_split.values()]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write_card(folder: Path, spec: RunSpec, feats, manifest: dict[str, Any]) -> None:
+def write_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str, Any]) -> None:
     from datasets import Array2D, DatasetInfo, Image, SplitInfo
     from datasets.info import DatasetInfosDict
     from datasets.splits import SplitDict
     from huggingface_hub import DatasetCardData
 
+    spec = specs[0]
     task = get_task(spec.task)
     size = sum(s["bytes"] for s in manifest["shards"])
     splits = SplitDict()
-    splits.add(SplitInfo(spec.split, num_bytes=size, num_examples=spec.n))
+    for sp in specs:
+        split_bytes = sum(s["bytes"] for s in manifest["shards"] if s["split"] == sp.split)
+        splits.add(SplitInfo(sp.split, num_bytes=split_bytes, num_examples=sp.n))
     info = DatasetInfo(features=feats, splits=splits, download_size=size, dataset_size=size)
+    n_rows = sum(sp.n for sp in specs)
     data = DatasetCardData(
         license="cc-by-4.0",
         pretty_name=f"linebench {task.name}",
         task_categories=["visual-question-answering"],
         tags=["linebench", "synthetic", "visual-grounding", "attention-maps", task.name],
-        size_categories=[_size_category(spec.n)],
-        configs=[{"config_name": "default", "data_files": [{"split": spec.split, "path": f"data/{spec.split}-*"}], "default": True}],
+        size_categories=[_size_category(n_rows)],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": sp.split, "path": f"data/{sp.split}-*"} for sp in specs],
+                "default": True,
+            }
+        ],
     )
     DatasetInfosDict({"default": info}).to_dataset_card_data(data)
 
@@ -154,13 +167,15 @@ can be recomputed from `geometry` at any time.
 |---|---|---|
 {chr(10).join(rows)}
 
-## Statistics ({spec.split}, {spec.n} rows)
+## Statistics
 
-Answers:
+Rows: {", ".join(f"{sp.split} {sp.n:,}" for sp in specs)}.
+
+Answers, per split:
 
 {_table(answers)}
 
-Difficulty levels:
+Difficulty levels, per split:
 
 {_table(levels)}
 

@@ -90,15 +90,22 @@ def main(
     pass
 
 
+SPEC_FIXES = ("task", "n", "split", "seed", "difficulty", "knob", "canvas", "maps", "map_target", "map_neighbour", "map_floor", "map_radius", "shard_size")
+
+
 @app.command()
 @friendly
 def generate(
+    ctx: typer.Context,
+    spec_file: Optional[str] = typer.Option(
+        None, "--spec", "-s", help="Generate a whole release (every split) from a spec file or an official spec name: tracing, intersection, grid_patch."
+    ),
     task: str = typer.Option("tracing", "--task", "-t", help="Task to generate (see `linebench tasks`)."),
     n: int = typer.Option(1000, "--n", "-n", help="Number of samples."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: data/<task>)."),
     split: str = typer.Option("train", "--split", help="Split name: train, validation, test or ood."),
     seed: int = typer.Option(0, "--seed", help="Base seed; every sample's seed derives from (seed, task, split, index)."),
-    difficulty: str = typer.Option("mixed", "--difficulty", "-d", help="easy, medium, hard, or mixed (a level drawn per sample)."),
+    difficulty: str = typer.Option("mixed", "--difficulty", "-d", help="A level (easy, medium, hard, ood), mixed (a level drawn per sample, ood excluded) or stratified (levels in turn, equal shares)."),
     knob: List[str] = typer.Option([], "--knob", "-k", help="Override a knob: NAME=VALUE or NAME=LO..HI (repeatable; see `linebench tasks`)."),
     canvas: str = typer.Option("448", "--canvas", help="Image size: WIDTH or WIDTHxHEIGHT px."),
     maps: str = typer.Option("grid24,grid16", "--maps", help="Attention-map grids to store, comma-separated (gridN, gridRxC)."),
@@ -118,6 +125,22 @@ def generate(
     from .samples import SPLITS, RunSpec
     from .tasks import ParamSpec, get_task, parse_overrides
 
+    if spec_file is not None:
+        # typer ships its own click: compare the source by name, not by enum class
+        given = [f"--{name.replace('_', '-')}" for name in SPEC_FIXES if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+        if given:
+            raise UsageError(f"--spec fixes every split's parameters; drop {', '.join(given)} (or copy the spec and edit it)")
+        from .release import load_release
+
+        rel = load_release(spec_file)
+        specs = rel.run_specs()
+        _run_with_progress(
+            lambda report: run(specs, out or Path("data") / rel.task, workers=workers, shard_size=rel.shard_size, overwrite=overwrite, resume=resume, progress=report, command=rel.command),
+            f"{rel.task}/{'+'.join(rel.splits)}",
+            sum(sp.n for sp in specs),
+            out or Path("data") / rel.task,
+        )
+        return
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if n <= 0:
@@ -137,10 +160,20 @@ def generate(
         map_params=MapParams(map_target, map_neighbour, map_floor, map_radius),
     )
     folder = out or Path("data") / t.name
-    # The bar starts at the first report, i.e. after the arguments and the folder passed their
-    # checks, so bad input prints one line and nothing else.
+    _run_with_progress(
+        lambda report: run(spec, folder, workers=workers, shard_size=shard_size, overwrite=overwrite, resume=resume, progress=report),
+        f"{t.name}/{split}",
+        n,
+        folder,
+    )
+
+
+def _run_with_progress(job: Callable, label: str, total: int, folder: Path) -> None:
+    """Run `job(report)` under a progress bar and print what it wrote. The bar starts at the
+    first report, i.e. after the arguments and the folder passed their checks, so bad input
+    prints one line and nothing else."""
     bar = _progress()
-    tid = bar.add_task(f"{t.name}/{split}", total=n)
+    tid = bar.add_task(label, total=total)
 
     def report(done: int, total: int) -> None:
         if not bar.live.is_started:
@@ -148,7 +181,7 @@ def generate(
         bar.update(tid, completed=done)
 
     try:
-        result = run(spec, folder, workers=workers, shard_size=shard_size, overwrite=overwrite, resume=resume, progress=report)
+        result = job(report)
     except KeyboardInterrupt:
         if bar.live.is_started:
             bar.stop()
@@ -199,23 +232,94 @@ def verify(
     folder: Path = typer.Argument(..., help="A dataset folder written by `linebench generate`."),
     all_rows: bool = typer.Option(False, "--all", help="Re-render every row (default: an even sample)."),
     sample: int = typer.Option(32, "--sample", help="How many rows to re-render without --all."),
+    spec_file: Optional[str] = typer.Option(
+        None, "--spec", "-s", help="Also certify the folder as a copy of this release: its content checksums must match the spec's."
+    ),
+    write_checksums: bool = typer.Option(
+        False, "--write-checksums", help="With --spec: after the checks pass, write this folder's content checksums into the spec file."
+    ),
 ) -> None:
-    """Check shards against manifest.json and re-render rows from their stored seed and params."""
+    """Check shards against manifest.json and re-render rows from their stored seed and params;
+    with --spec, certify the folder against an official release's checksums."""
+    from .dataset import read_manifest
     from .verify import verify as run
 
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder")
+    if write_checksums and spec_file is None:
+        raise UsageError("--write-checksums needs --spec (the file to write them into)")
+    rel = None
+    if spec_file is not None:
+        from .release import check_release, load_release, split_digests, write_checksums as write
+
+        rel = load_release(spec_file)
     with _progress() as bar:
         tid = bar.add_task("verify", total=None)
         report = run(folder, all_rows=all_rows, sample=sample, progress=lambda d, t: bar.update(tid, completed=d, total=t))
+        if rel is not None:
+            bar.update(tid, description="checksums")
+            manifest = read_manifest(folder)
+            if write_checksums:
+                if report.ok:
+                    want = [s.to_dict() for s in rel.run_specs()]
+                    if manifest.get("specs") != want:
+                        report.problems.append(f"the folder was not generated from {rel.path} (its splits or parameters differ)")
+                    else:
+                        write(rel, manifest["generator_version"], split_digests(folder, manifest))
+            else:
+                report.problems.extend(check_release(folder, manifest, rel))
     for p in report.problems[:50]:
         err_console.print(Text(f"mismatch: {p}"), soft_wrap=True)
     if len(report.problems) > 50:
         err_console.print(f"... and {len(report.problems) - 50} more")
     status = "OK" if report.ok else f"FAILED ({len(report.problems)} problem(s))"
-    out_console.print(f"{status}: {report.shards} shard(s) checked, {report.rows_checked} row(s) re-rendered")
+    certified = ""
+    if rel is not None and report.ok:
+        certified = f"; checksums written to {rel.path}" if write_checksums else f"; content matches {rel.path}"
+    out_console.print(f"{status}: {report.shards} shard(s) checked, {report.rows_checked} row(s) re-rendered{certified}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def score(
+    folder: Path = typer.Argument(..., help="A dataset folder written by `linebench generate`."),
+    predictions: Path = typer.Option(..., "--predictions", "-p", help='JSONL, one {"id": ..., "prediction": ...} per line (see docs/scoring.md).'),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here (default: PREDICTIONS with .score.json)."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the report as markdown here (default: PREDICTIONS with .score.md)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (the report is deterministic given it)."),
+    missing_as_wrong: bool = typer.Option(False, "--missing-as-wrong", help="Score dataset rows without a prediction as wrong (default: leave them out, and report them)."),
+) -> None:
+    """Score model predictions: accuracy overall and per split, level and knob, with bootstrap intervals."""
+    from .score import check_output, default_outputs, problems, score as run, summary, write_outputs, fmt_acc, fmt_ci
+
+    default_json, default_md = default_outputs(predictions)
+    outputs = {"json": json_out or default_json, "markdown": markdown_out or default_md}
+    if outputs["json"].resolve() == outputs["markdown"].resolve():
+        raise UsageError("--json and --markdown must be different files")
+    for path in outputs.values():
+        check_output(path)
+    report = run(folder, predictions, bootstrap=bootstrap, seed=seed, missing_as_wrong=missing_as_wrong)
+
+    table = Table(title=f"{', '.join(report.tasks)}: {report.scored} scored rows", title_justify="left")
+    table.add_column("group", overflow="fold")
+    table.add_column("value", overflow="fold")
+    for name in ("n", "accuracy", "95% CI", "unparseable"):
+        table.add_column(name, justify="left" if name == "95% CI" else "right", no_wrap=True)
+    by = None
+    for g in report.groups:
+        if by is not None and g.by != by:
+            table.add_section()
+        table.add_row(g.by if g.by != by else "", g.value, str(g.n), fmt_acc(g.accuracy), fmt_ci(g), str(g.unparseable))
+        by = g.by
+    out_console.print(table)
+    for line in problems(report):
+        err_console.print(Text(f"warning: {line}"), soft_wrap=True)
+    write_outputs({outputs["json"]: report.to_json(), outputs["markdown"]: report.to_markdown()})
+    out_console.print(Text(summary(report)), soft_wrap=True)
+    out_console.print(Text(f"wrote {outputs['json']} and {outputs['markdown']}"), soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

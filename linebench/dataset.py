@@ -7,9 +7,10 @@ Layout of a folder (readable by `datasets.load_dataset(folder)`, no loading scri
   assets/example.png                        the first sample's image (shown in the card)
   .linebench-run.json                       the run's arguments (for --resume), kept afterwards
 
-A shard is a pure function of (RunSpec, shard index): workers write whole shards to a temporary
-file and rename it into place, so a killed run never leaves a truncated shard and `--resume`
-only writes the shards that are missing.
+A folder holds one split or several (a release: `linebench generate --spec`), all of one task,
+canvas and set of maps. A shard is a pure function of (RunSpec, shard index): workers write whole
+shards to a temporary file and rename it into place, so a killed run never leaves a truncated
+shard and `--resume` only writes the shards that are missing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -127,19 +128,20 @@ _W: dict[str, Any] = {}
 CHUNK_ROWS = 25  # rows per work item: small enough to balance cores and report progress smoothly
 
 
-def _init_worker(spec_dict: dict[str, Any], in_pool: bool = True) -> None:
+def _init_worker(spec_dicts: list[dict[str, Any]], in_pool: bool = True) -> None:
     import gc
     import signal
 
     if in_pool:  # Ctrl-C is the main process's to handle (it stops the pool and reports)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _W["maker"] = RowMaker(RunSpec.from_dict(spec_dict))
+    _W["makers"] = [RowMaker(RunSpec.from_dict(d)) for d in spec_dicts]
     gc.freeze()  # long-lived imports out of the collector's way: cheaper collections per row
 
 
-def _make_rows(job: tuple[int, int]) -> list[dict[str, Any]]:
-    maker = _W["maker"]
-    return [maker(index) for index in range(*job)]
+def _make_rows(job: tuple[int, int, int]) -> list[dict[str, Any]]:
+    which, start, stop = job
+    maker = _W["makers"][which]
+    return [maker(index) for index in range(start, stop)]
 
 
 @dataclass
@@ -227,26 +229,34 @@ def canonical_command(spec: RunSpec, shard_size: int) -> str:
     return " ".join(parts)
 
 
-def preflight(spec: RunSpec):
+def preflight(specs: Sequence[RunSpec]):
     """Validate a run before touching the disk: parameters resolve, and each level can produce a
     scene (so impossible knob combinations fail here, with one clear message). Returns the
-    run's `datasets.Features`."""
-    if spec.n <= 0:
-        raise UsageError(f"--n must be positive, got {spec.n}")
-    if spec.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {spec.seed}")
-    maker = RowMaker(spec)  # resolves and checks the parameters of every level
-    feats = features(spec)  # also validates the map profiles
-    for level, params in maker.params.items():
-        try:
-            maker.task.sample(np.random.default_rng(0), params)
-        except GenerationError as e:
-            raise UsageError(f"difficulty {level!r}: {e}") from None
-    return feats
+    run's `datasets.Features` (one schema for every split of a folder)."""
+    if not specs:
+        raise UsageError("nothing to generate: no splits")
+    first = specs[0]
+    splits = [s.split for s in specs]
+    if len(set(splits)) != len(splits):
+        raise UsageError(f"each split may appear once in a folder, got {', '.join(splits)}")
+    for spec in specs:
+        if spec.n <= 0:
+            raise UsageError(f"--n must be positive, got {spec.n}")
+        if spec.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {spec.seed}")
+        if (spec.task, spec.params.canvas, spec.maps) != (first.task, first.params.canvas, first.maps):
+            raise UsageError("every split of a folder needs the same task, canvas and maps (they share one schema)")
+        maker = RowMaker(spec)  # resolves and checks the parameters of every level
+        for level, params in maker.params.items():
+            try:
+                maker.task.sample(np.random.default_rng(0), params)
+            except GenerationError as e:
+                raise UsageError(f"difficulty {level!r}: {e}") from None
+    return features(first)  # also validates the map profiles
 
 
 def generate(
-    spec: RunSpec,
+    specs: RunSpec | Sequence[RunSpec],
     out: Path,
     *,
     workers: int = 1,
@@ -254,50 +264,58 @@ def generate(
     overwrite: bool = False,
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    command: str | None = None,
 ) -> GenerateResult:
-    """Generate `spec` into the folder `out`. `progress(done, total)` is called as rows complete."""
+    """Generate one split (a RunSpec) or several (a release) into the folder `out`.
+    `progress(done, total)` is called as rows complete; `command` is the reproduction command
+    recorded in the manifest and card (default: one `linebench generate` line per split)."""
     from .card import write_card
 
     t0 = time.perf_counter()
+    specs = [specs] if isinstance(specs, RunSpec) else list(specs)
     if shard_size <= 0:
         raise UsageError(f"--shard-size must be positive, got {shard_size}")
     if workers <= 0:
         raise UsageError(f"--workers must be positive, got {workers}")
-    feats = preflight(spec)
-    spec_dict = spec.to_dict()
-    run = {"spec": spec_dict, "shard_size": shard_size, "generator_version": generator_version(get_task(spec.task))}
+    feats = preflight(specs)
+    spec_dicts = [s.to_dict() for s in specs]
+    version = generator_version(get_task(specs[0].task))
+    run = {"specs": spec_dicts, "shard_size": shard_size, "generator_version": version}
     _prepare_out(out, run, overwrite, resume)
 
     schema = feats.arrow_schema
-    ranges = shard_ranges(spec.n, shard_size)
-    names = [shard_name(spec.split, i, len(ranges)) for i in range(len(ranges))]
+    layout_ = []  # (spec index, start, stop, shard path) in folder order
+    for which, spec in enumerate(specs):
+        ranges = shard_ranges(spec.n, shard_size)
+        layout_ += [(which, s, e, shard_name(spec.split, i, len(ranges))) for i, (s, e) in enumerate(ranges)]
+    total = sum(s.n for s in specs)
     (out / "data").mkdir(parents=True, exist_ok=True)
     for stale in (out / "data").glob(".*.tmp-*"):
         stale.unlink()
     (out / RUN_FILE).write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
 
-    todo = [(s, e, out / nm) for (s, e), nm in zip(ranges, names) if not _complete_shard(out / nm, e - s)]
-    done_rows = spec.n - sum(e - s for s, e, _ in todo)
+    todo = [(w, s, e, out / nm) for w, s, e, nm in layout_ if not _complete_shard(out / nm, e - s)]
+    done_rows = total - sum(e - s for _, s, e, _ in todo)
     report = progress or (lambda done, total: None)
-    report(done_rows, spec.n)
+    report(done_rows, total)
     # Workers build rows in small chunks (in index order); this process assembles each shard and
     # writes it as soon as its last chunk arrives. Output bytes depend only on the spec.
-    jobs = [(c, min(c + CHUNK_ROWS, e)) for s, e, _ in todo for c in range(s, e, CHUNK_ROWS)]
+    jobs = [(w, c, min(c + CHUNK_ROWS, e)) for w, s, e, _ in todo for c in range(s, e, CHUNK_ROWS)]
     pool = None
     if workers > 1 and len(jobs) > 1:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        pool = ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(spec_dict,))
+        pool = ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(spec_dicts,))
         chunks = pool.imap(_make_rows, jobs)
     else:
-        _init_worker(spec_dict, in_pool=False)
+        _init_worker(spec_dicts, in_pool=False)
         chunks = map(_make_rows, jobs)
     digests: dict[Path, tuple[str, int]] = {}
     try:
-        for start, stop, path in todo:
+        for _, start, stop, path in todo:
             rows: list[dict[str, Any]] = []
             while len(rows) < stop - start:
                 rows += next(chunks)
-                report(done_rows + len(rows), spec.n)
+                report(done_rows + len(rows), total)
             digests[path] = write_shard(rows, schema, path)
             done_rows += len(rows)
         if pool is not None:
@@ -309,25 +327,26 @@ def generate(
     finally:
         if pool is not None:
             pool.join()
-    report(spec.n, spec.n)
+    report(total, total)
 
     shards = []
-    for (s, e), nm in zip(ranges, names):
+    for w, s, e, nm in layout_:
         sha, size = digests.get(out / nm) or (sha256_file(out / nm), (out / nm).stat().st_size)
-        shards.append({"path": nm, "rows": e - s, "sha256": sha, "bytes": size})
+        shards.append({"path": nm, "split": specs[w].split, "rows": e - s, "sha256": sha, "bytes": size})
     manifest = {
         "linebench_version": __version__,
-        "generator_version": generator_version(get_task(spec.task)),
-        "command": canonical_command(spec, shard_size),
-        "spec": spec_dict,
+        "generator_version": version,
+        "task": specs[0].task,
+        "command": command or "\n".join(canonical_command(s, shard_size) for s in specs),
+        "specs": spec_dicts,
         "shard_size": shard_size,
-        "num_rows": spec.n,
-        "splits": {spec.split: spec.n},
+        "num_rows": total,
+        "splits": {s.split: s.n for s in specs},
         "shards": shards,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    write_card(out, spec, feats, manifest)
-    return GenerateResult(out, spec.n, len(ranges), len(todo), time.perf_counter() - t0)
+    write_card(out, specs, feats, manifest)
+    return GenerateResult(out, total, len(layout_), len(todo), time.perf_counter() - t0)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -338,4 +357,4 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def task_of(manifest: dict[str, Any]) -> Task:
-    return get_task(manifest["spec"]["task"])
+    return get_task(manifest["task"])

@@ -17,7 +17,7 @@ from . import CORE_VERSION
 from .grids import DEFAULT_MAPS, layout
 from .maps import MapParams, attention_map
 from .render import encode_png, rasterise
-from .tasks import ParamSpec, Scene, Task, get_task, levels_for, resolve_params
+from .tasks import STRATIFIED, ParamSpec, Scene, Task, get_task, levels_for, resolve_params
 
 SPLITS = ("train", "validation", "test", "ood")
 
@@ -124,6 +124,8 @@ class RowMaker:
         self.version = generator_version(self.task)
 
     def level(self, index: int) -> str:
+        if self.spec.params.difficulty == STRATIFIED:
+            return self.levels[index % len(self.levels)]
         return level_of(self.spec.seed, self.task.name, self.spec.split, index, self.levels)
 
     def row_id(self, index: int) -> str:

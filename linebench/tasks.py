@@ -19,6 +19,7 @@ from .render import Primitive
 
 ENTRY_POINT_GROUP = "linebench.tasks"
 MIXED = "mixed"  # the difficulty that draws a level per sample (from every level but OOD)
+STRATIFIED = "stratified"  # every level but OOD in turn (index mod levels): exactly equal shares
 OOD = "ood"  # the out-of-distribution level: harder than anything `mixed` draws
 
 
@@ -188,12 +189,12 @@ def resolve_params(task: Task, level: str, spec: ParamSpec) -> dict[str, Any]:
 
 
 def levels_for(task: Task, difficulty: str) -> list[str]:
-    """The levels a run draws from: one named level, or all of them for 'mixed'."""
-    if difficulty == MIXED:
+    """The levels a run draws from: one named level, or all but OOD for 'mixed' and 'stratified'."""
+    if difficulty in (MIXED, STRATIFIED):
         return [lv for lv in level_names(task) if lv != OOD]
     if difficulty not in task.levels:
         raise UsageError(
-            f"task {task.name!r} has no difficulty {difficulty!r}; choose from {', '.join(task.levels)}, {MIXED}"
+            f"task {task.name!r} has no difficulty {difficulty!r}; choose from {', '.join(task.levels)}, {MIXED}, {STRATIFIED}"
         )
     return [difficulty]
 

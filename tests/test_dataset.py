@@ -110,7 +110,7 @@ def test_existing_folder_needs_overwrite_or_resume(tmp_path, tiny_spec):
     with pytest.raises(UsageError, match="other arguments"):
         generate(tiny_spec(n=4), out, workers=1, shard_size=2, resume=True)
     generate(tiny_spec(n=4, seed=9), out, workers=1, shard_size=4, overwrite=True)
-    assert json.loads((out / "manifest.json").read_text())["spec"]["seed"] == 9
+    assert json.loads((out / "manifest.json").read_text())["specs"][0]["seed"] == 9
     other = tmp_path / "not-ours"
     other.mkdir()
     (other / "precious.txt").write_text("keep me")

@@ -1,0 +1,130 @@
+"""Official split specs: they load, regenerate byte for byte (a slice, against the stored
+checksums), and `generate --spec` / `verify --spec` certify a whole (small) release."""
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from linebench.cli import app
+from linebench.dataset import generate, read_manifest
+from linebench.release import HEAD_ROWS, load_release, split_digests
+from linebench.samples import generator_version
+from linebench.tasks import get_task, task_names
+
+SPLITS_DIR = Path(__file__).resolve().parents[1] / "splits"
+OFFICIAL = sorted(p.stem for p in SPLITS_DIR.glob("*.toml"))
+runner = CliRunner()
+
+
+def test_every_task_has_an_official_spec_with_the_default_sizes():
+    assert OFFICIAL == task_names()
+    for name in OFFICIAL:
+        rel = load_release(name)  # by name, as users type it
+        assert rel.path.resolve() == (SPLITS_DIR / f"{name}.toml").resolve()
+        assert {s: n for s, (n, _) in rel.splits.items()} == {"train": 50000, "validation": 2000, "test": 5000, "ood": 2000}
+        assert rel.splits["ood"][1] == "ood"
+        assert all(rel.splits[s][1] == "stratified" for s in ("train", "validation", "test"))
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_a_regenerated_slice_matches_the_stored_checksums(name, tmp_path):
+    """The first rows of every official split, regenerated here, have the content the spec certifies."""
+    rel = load_release(name)
+    sums = rel.checksums
+    assert sums, f"splits/{name}.toml has no checksums"
+    assert sums["generator_version"] == generator_version(get_task(rel.task)), (
+        "the generator changed since the checksums were written: regenerate the release and rewrite them (docs/releases.md)"
+    )
+    specs = [s.__class__(**{**s.__dict__, "n": sums[s.split]["head_rows"]}) for s in rel.run_specs()]
+    out = tmp_path / name
+    generate(specs, out, workers=1, shard_size=rel.shard_size)
+    got = split_digests(out, read_manifest(out), head_rows=HEAD_ROWS)
+    for split, d in got.items():
+        assert d["sha256"] == sums[split]["head_sha256"], f"{name}/{split}: regenerated rows differ from the release"
+
+
+def _small_spec(tmp_path, task="intersection"):
+    text = (SPLITS_DIR / f"{task}.toml").read_text()
+    text = text[: text.find("[checksums")] if "[checksums" in text else text
+    for big, small in (("50000", "20"), ("5000", "12"), ("2000", "6")):
+        text = re.sub(rf"^n = {big}$", f"n = {small}", text, flags=re.M)
+    text = text.replace("shard_size = 1000", "shard_size = 8")
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def test_generate_and_certify_a_release_from_a_spec(tmp_path):
+    spec = _small_spec(tmp_path)
+    out = tmp_path / "release"
+    r = runner.invoke(app, ["generate", "--spec", str(spec), "--out", str(out), "--workers", "2"])
+    assert r.exit_code == 0, r.output
+    manifest = read_manifest(out)
+    assert manifest["splits"] == {"train": 20, "validation": 6, "test": 12, "ood": 6}
+    assert manifest["command"] == f"linebench generate --spec {spec}"
+    card = (out / "README.md").read_text()
+    for split in manifest["splits"]:
+        assert f"path: data/{split}-*" in card
+    # levels: stratified splits cycle easy/medium/hard, ood holds only ood
+    from datasets import load_dataset
+
+    ds = load_dataset(str(out))
+    assert set(ds) == {"train", "validation", "test", "ood"}
+    assert ds["test"]["difficulty"] == ["easy", "medium", "hard"] * 4
+    assert set(ds["ood"]["difficulty"]) == {"ood"}
+
+    r = runner.invoke(app, ["verify", str(out), "--spec", str(spec)])
+    assert r.exit_code == 1 and "no [checksums] yet" in r.output
+    r = runner.invoke(app, ["verify", str(out), "--spec", str(spec), "--write-checksums"])
+    assert r.exit_code == 0, r.output
+    assert "[checksums.train]" in spec.read_text()
+    r = runner.invoke(app, ["verify", str(out), "--spec", str(spec)])
+    assert r.exit_code == 0 and "content matches" in r.output, r.output
+
+    # A copy made with other parameters is not certified, even with valid shards of its own.
+    other = tmp_path / "other"
+    specs = load_release(str(spec)).run_specs()
+    generate([s.__class__(**{**s.__dict__, "seed": 99}) for s in specs], other, workers=1, shard_size=8)
+    r = runner.invoke(app, ["verify", str(other), "--spec", str(spec)])
+    assert r.exit_code == 1 and "not generated from" in r.output
+
+    # A stored checksum that does not match is reported per split.
+    spec.write_text(re.sub(r'(\[checksums\.test\]\nrows = 12\nsha256 = ")[0-9a-f]', r"\g<1>x", spec.read_text()))
+    r = runner.invoke(app, ["verify", str(out), "--spec", str(spec)])
+    assert r.exit_code == 1 and "test: content sha256" in r.output
+
+
+def test_content_digest_ignores_shard_size(tmp_path):
+    specs = load_release(str(_small_spec(tmp_path, "tracing"))).run_specs()[:1]
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(specs, a, workers=1, shard_size=8)
+    generate(specs, b, workers=1, shard_size=20)
+    assert split_digests(a, read_manifest(a)) == split_digests(b, read_manifest(b))
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--spec", "tracing", "--n", "5"], "drop --n"),
+        (["--spec", "no-such-spec"], "no official spec"),
+    ],
+)
+def test_spec_errors_are_one_line(args, message, tmp_path):
+    r = runner.invoke(app, ["generate", *args, "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_spec_files_are_refused(tmp_path):
+    bad = tmp_path / "bad.toml"
+    for text, message in (
+        ('task = "tracing"\n[splits.train]\nn = 0\n', "positive integer"),
+        ('task = "tracing"\n[splits.dev]\nn = 5\n', "not one of"),
+        ('task = "tracing"\ncolour = 1\n[splits.train]\nn = 5\n', "unknown key"),
+        ('task = "tracing"\n[splits.train\n', "not valid TOML"),
+    ):
+        bad.write_text(text)
+        r = runner.invoke(app, ["generate", "--spec", str(bad), "--out", str(tmp_path / "x")])
+        assert r.exit_code == 2 and message in r.output, (text, r.output)
