@@ -2,17 +2,19 @@
 
 Run from the repository root (matplotlib, for row c, comes with `pip install -e '.[bench]'`):
 
-    python benchmarks/generate.py --n 5000
+    python benchmarks/generate.py --n 5000 [--task intersection]
 
 It prints the machine, then a markdown table of three runs with the same worker count:
 
-  (a) `linebench generate --task tracing` as a subprocess: the whole product (scene sampling,
+  (a) `linebench generate --task TASK` as a subprocess: the whole product (scene sampling,
       drawing, PNG, attention maps, parquet), with wall time, peak RSS and output size;
-  (b) the floor: the same scenes' curves, pre-extracted in this process, drawn with OpenCV and
-      PNG-encoded with the product's settings, and nothing else;
-  (b2) the same scenes' whole pictures (curves, markers, labels) drawn by linebench.render and
-      PNG-encoded: (a) minus (b2) is the cost of sampling, auditing, maps and writing;
-  (c) the same scenes drawn with matplotlib (Agg), as most benchmark generators do.
+  (b) the floor: the same scenes' lines (tracing's curves, intersection's lines), pre-extracted in
+      this process, drawn with OpenCV and PNG-encoded with the product's settings, and nothing
+      else; for a task without lines (grid_patch) the floor is (b2);
+  (b2) the same scenes' whole pictures (task.draw: lines, markers, labels, shapes) drawn by
+      linebench.render and PNG-encoded: (a) minus (b2) is the cost of sampling, auditing, maps and
+      writing;
+  (c) the same primitives drawn with matplotlib (Agg), as most benchmark generators do.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from linebench.render import encode_png, rasterise
+from linebench.render import Disc, Polygon, Polyline, Text, encode_png, rasterise
 from linebench.tasks import get_task
 from linebench.samples import RowMaker, RunSpec, row_seed
 
@@ -42,10 +44,12 @@ try:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.patches import Circle
+    from matplotlib.patches import Polygon as MplPolygon
 except ImportError:  # optional: pip install -e '.[bench]'
     matplotlib = None
 
 SCENES: list = []  # set before the pools fork, so workers inherit it instead of unpickling it
+TASK = "tracing"  # set from --task before the pools fork
 
 
 # ---- (a) the CLI, with process-tree RSS polling ----------------------------------------------
@@ -74,7 +78,7 @@ def _rss_tree(root: int) -> list[int]:
 
 def run_cli(n: int, workers: int, out: Path) -> dict:
     exe = Path(sys.executable).parent / "linebench"
-    cmd = [str(exe), "generate", "--task", "tracing", "--n", str(n), "--out", str(out), "--workers", str(workers)]
+    cmd = [str(exe), "generate", "--task", TASK, "--n", str(n), "--out", str(out), "--workers", str(workers)]
     peak = {"max": 0, "sum": 0}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -102,22 +106,22 @@ def run_cli(n: int, workers: int, out: Path) -> dict:
 
 # ---- scenes, from the real generator -----------------------------------------------------------
 def make_scenes(n: int) -> list[dict]:
-    maker = RowMaker(RunSpec("tracing", n=n))
+    maker = RowMaker(RunSpec(TASK, n=n))
     scenes = []
     for i in range(n):
         params = maker.params[maker.level(i)]
-        seed = row_seed(0, "tracing", "train", i)
+        seed = row_seed(0, TASK, "train", i)
         scenes.append(maker.task.sample(np.random.default_rng(seed), params).geometry)
     return scenes
 
 
 def extract_curves(geometry: dict) -> tuple:
     """What (b) draws: canvas size and, per curve, OpenCV fixed-point points, BGR colour, thickness."""
-    t = int(geometry["thickness_px"])
+    t = int(geometry.get("thickness_px", 1))
     curves = [
         (np.round((np.asarray(c["points"], dtype=np.float64) - 0.5) * 16).astype(np.int32),
          (int(c["rgb"][2]), int(c["rgb"][1]), int(c["rgb"][0])), t)
-        for c in geometry["curves"]
+        for c in geometry.get("curves", geometry.get("lines", []))
     ]
     return tuple(geometry["canvas"]), curves
 
@@ -135,12 +139,13 @@ def floor_chunk(bounds: tuple[int, int]) -> int:
 
 def picture_chunk(bounds: tuple[int, int]) -> int:
     """(b2): the whole picture (curves, markers, labels) with linebench's renderer, then PNG."""
-    task = get_task("tracing")
+    task = get_task(TASK)
     return sum(len(encode_png(rasterise(tuple(g["canvas"]), task.draw(g)))) for g in SCENES[bounds[0]:bounds[1]])
 
 
 # ---- (c) matplotlib --------------------------------------------------------------------------
 def mpl_chunk(bounds: tuple[int, int]) -> int:
+    task = get_task(TASK)
     total = 0
     for g in SCENES[bounds[0]:bounds[1]]:
         w, h = g["canvas"]
@@ -149,17 +154,18 @@ def mpl_chunk(bounds: tuple[int, int]) -> int:
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)  # canvas coordinates: y grows downwards
         ax.axis("off")
-        lw = g["thickness_px"] * 72 / 100
-        rgb = [np.asarray(c["rgb"]) / 255 for c in g["curves"]]
-        for c, col in zip(g["curves"], rgb):
-            pts = np.asarray(c["points"])
-            ax.plot(pts[:, 0], pts[:, 1], color=col, linewidth=lw, solid_capstyle="round")
-        for m in g["markers"]:
-            ax.add_patch(Circle(m["center"], m["radius"], color=rgb[m["curve"]]))
-        for lb in g["labels"]:
-            x0, y0, x1, y1 = lb["box"]
-            ax.text((x0 + x1) / 2, (y0 + y1) / 2, lb["text"], ha="center", va="center",
-                    fontsize=(y1 - y0) * 72 / 100, color="black")
+        for p in task.draw(g):  # the same primitives linebench.render draws
+            if isinstance(p, Polyline):
+                pts = np.asarray(p.points)
+                ax.plot(pts[:, 0], pts[:, 1], color=np.asarray(p.colour) / 255,
+                        linewidth=p.thickness_px * 72 / 100, solid_capstyle="round")
+            elif isinstance(p, Disc):
+                ax.add_patch(Circle(p.center, p.radius_px, color=np.asarray(p.colour) / 255))
+            elif isinstance(p, Polygon):
+                ax.add_patch(MplPolygon(np.asarray(p.points), closed=True, color=np.asarray(p.colour) / 255))
+            elif isinstance(p, Text):
+                ax.text(p.origin[0], p.origin[1], p.text, ha="left", va="baseline",
+                        fontsize=30 * p.scale * 72 / 100, color=np.asarray(p.colour) / 255)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)
         total += buf.tell()
@@ -182,8 +188,8 @@ def breakdown(n: int) -> list[tuple[str, float]]:
     """Milliseconds per row for each stage of `RowMaker.__call__`, timed separately in this process."""
     from linebench.samples import dumps, scene_maps
 
-    maker = RowMaker(RunSpec("tracing", n=n))
-    seeds = [(maker.params[maker.level(i)], row_seed(0, "tracing", "train", i)) for i in range(n)]
+    maker = RowMaker(RunSpec(TASK, n=n))
+    seeds = [(maker.params[maker.level(i)], row_seed(0, TASK, "train", i)) for i in range(n)]
     t = time.perf_counter()
     scenes = [maker.task.sample(np.random.default_rng(seed), params) for params, seed in seeds]
     stages = [("sample + audit", time.perf_counter() - t)]
@@ -233,6 +239,7 @@ def hms(s: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", default="tracing", help="task to benchmark")
     ap.add_argument("--n", type=int, default=5000, help="samples for (a) and (b)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes for every run")
     ap.add_argument("--matplotlib-n", type=int, default=500, help="samples for (c), at most --n")
@@ -240,22 +247,25 @@ def main() -> None:
     ap.add_argument("--breakdown", type=int, default=1000, help="rows for the per-stage timing (0: skip)")
     args = ap.parse_args()
     n, w, n_mpl = args.n, args.workers, min(args.n, args.matplotlib_n)
-    global SCENES
+    global SCENES, TASK
+    TASK = get_task(args.task).name
     sys.stdout.reconfigure(line_buffering=True)
 
-    print(f"## linebench generate benchmark (n = {n}, workers = {w})\n\n{machine()}\n", flush=True)
+    print(f"## linebench generate benchmark: {TASK} (n = {n}, workers = {w})\n\n{machine()}\n", flush=True)
     tmp = tempfile.TemporaryDirectory(prefix="linebench-bench-")
     try:
         print("(a) linebench generate ...", file=sys.stderr, flush=True)
-        a = run_cli(n, w, Path(tmp.name) / "tracing")  # first: RUSAGE_CHILDREN must see only the CLI
+        a = run_cli(n, w, Path(tmp.name) / TASK)  # first: RUSAGE_CHILDREN must see only the CLI
         print("pre-generating scenes ...", file=sys.stderr, flush=True)
         geometries = make_scenes(n)
         print("(b) OpenCV floor ...", file=sys.stderr, flush=True)
         SCENES = [extract_curves(g) for g in geometries]
-        b = {"n": n, "s": timed_pool(floor_chunk, n, w)}
+        has_lines = any(curves for _, curves in SCENES)
+        b = {"n": n, "s": timed_pool(floor_chunk, n, w)} if has_lines else None
         print("(b2) whole picture ...", file=sys.stderr, flush=True)
         SCENES = geometries
         b2 = {"n": n, "s": timed_pool(picture_chunk, n, w)}
+        b = b or b2
         c = None
         if matplotlib is None:
             print("matplotlib is not installed (pip install -e '.[bench]'): skipping (c)\n")
@@ -265,7 +275,7 @@ def main() -> None:
             c = {"n": n_mpl, "s": timed_pool(mpl_chunk, n_mpl, w)}
     finally:
         if args.keep:
-            print(f"output of (a) kept in {tmp.name}/tracing\n")
+            print(f"output of (a) kept in {tmp.name}/{TASK}\n")
         else:
             tmp.cleanup()
 
@@ -273,7 +283,7 @@ def main() -> None:
     rows = [
         ("(a) `linebench generate` (whole product)", a, f"a/b = {per(a) / per(b):.1f}×",
          f"{mb(a['rss_max'])} / {mb(a['rss_sum'])}", mb(a["bytes"]), hms(50_000 * per(a))),
-        ("(b) floor: OpenCV curves + PNG only", b, "1×", "–", "–", "–"),
+        ("(b) floor: OpenCV lines + PNG only" if b is not b2 else "(b) floor = (b2): no lines to draw alone", b, "1×", "–", "–", "–"),
         ("(b2) whole picture (curves, markers, labels) + PNG", b2, f"b2/b = {per(b2) / per(b):.1f}×", "–", "–", "–"),
     ]
     if c:
