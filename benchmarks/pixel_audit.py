@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from typing import Any, Callable, Mapping
 
+import cv2
 import numpy as np
 from skimage.measure import label as connected_components
 from skimage.morphology import dilation, disk
@@ -126,7 +128,126 @@ def check_intersection(row: Row) -> str | None:
     return None
 
 
-CHECKS: dict[str, Checker] = {"tracing": check_tracing, "intersection": check_intersection}
+# --------------------------------------------------------------------------- grid patch
+# Shape templates written independently of the generator (textbook shapes at unit scale). The
+# checker fits every template to a marker's pixels and keeps the best, so a marker's shape comes
+# from its pixels alone; its cell comes from its pixel centroid and the grid's edges.
+
+
+def _gp_regular(k: int, radii, phase_deg: float) -> np.ndarray:
+    ang = np.radians(phase_deg + 360.0 * np.arange(k) / k)
+    r = np.resize(np.asarray(radii, dtype=float), k)
+    return np.stack([r * np.cos(ang), r * np.sin(ang)], axis=1)
+
+
+def _gp_heart() -> np.ndarray:
+    """A geometric heart: two touching round lobes (radius 1/2, centres (+-1/2, -2/5)) and the
+    lines tangent to them from the point (0, 1); y down."""
+    tip, r = np.array([0.0, 1.0]), 0.5
+    pts = [tip]
+    for side, stop in ((-1, 2 * math.pi), (1, None)):
+        c = np.array([side * 0.5, -0.4])
+        d = tip - c
+        turn = math.acos(r / math.hypot(*d))
+        if side < 0:  # from the lower-left tangent point over the top to where the lobes touch
+            ang = np.linspace(math.atan2(d[1], d[0]) + turn, stop, 16)
+        else:  # from where the lobes touch over the top to the lower-right tangent point
+            ang = np.linspace(math.pi, 2 * math.pi + math.atan2(d[1], d[0]) - turn, 16)[1:]
+        pts += list(c + r * np.stack([np.cos(ang), np.sin(ang)], axis=1))
+    return np.array(pts)
+
+
+_A = 1.0 / 3.0  # a plus sign whose arms are a third of its span wide
+_GP_TEMPLATES: dict[str, np.ndarray | None] = {
+    "circle": None,  # the unit disc
+    "square": np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]),
+    "triangle": _gp_regular(3, [1.0], -90.0),
+    "diamond": _gp_regular(4, [1.0], -90.0),
+    "star": _gp_regular(10, [1.0, 0.382], -90.0),  # a regular pentagram's outline
+    "cross": np.array(
+        [[-_A, -1], [_A, -1], [_A, -_A], [1, -_A], [1, _A], [_A, _A], [_A, 1], [-_A, 1], [-_A, _A], [-1, _A], [-1, -_A], [-_A, -_A]]
+    ),
+    "heart": _gp_heart(),
+}
+def _gp_moments(poly: np.ndarray | None) -> tuple[float, np.ndarray]:
+    """Area and centroid of a unit template, by fine sampling."""
+    if poly is None:
+        return math.pi, np.zeros(2)
+    s = np.linspace(-1.2, 1.2, 961)
+    px, py = np.meshgrid(s, s)
+    inside = np.zeros(px.shape, dtype=bool)
+    for (a, b), (c, d) in zip(poly, np.roll(poly, -1, axis=0)):  # even-odd rule
+        if b != d:
+            inside ^= ((b > py) != (d > py)) & (px < a + (py - b) * (c - a) / (d - b))
+    return float(inside.sum() * (s[1] - s[0]) ** 2), np.array([px[inside].mean(), py[inside].mean()])
+
+
+_GP_MOMENTS = {name: _gp_moments(poly) for name, poly in _GP_TEMPLATES.items()}
+
+
+def _gp_render(name: str, centroid: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """Coverage [h, w] of a template drawn anti-aliased (OpenCV, 1/16 px) with its centroid at
+    `centroid` (crop coordinates, pixel centres at half-integers)."""
+    img = np.zeros(shape, dtype=np.uint8)
+    poly, (_, c0) = _GP_TEMPLATES[name], _GP_MOMENTS[name]
+    if poly is None:
+        c = np.round((centroid - 0.5) * 16).astype(int)
+        cv2.circle(img, (int(c[0]), int(c[1])), int(round(scale * 16)), 255, -1, cv2.LINE_AA, 4)
+    else:
+        pts = np.round((centroid + scale * (poly - c0) - 0.5) * 16).astype(np.int32)
+        cv2.fillPoly(img, [pts], 255, cv2.LINE_AA, 4)
+    return img / 255.0
+
+
+def _gp_classify(alpha: np.ndarray) -> str:
+    """The template that best explains a marker's coverage crop: centroids aligned, scale fitted,
+    least absolute difference of coverage."""
+    h, w = alpha.shape
+    total = float(alpha.sum())
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    centroid = np.array([(alpha * xx).sum(), (alpha * yy).sum()]) / total
+    best, best_err = "", np.inf
+    for name in _GP_TEMPLATES:
+        s0 = math.sqrt(total / _GP_MOMENTS[name][0])  # anti-aliasing inflates the ink: search mostly below
+        for f in (0.76, 0.8, 0.84, 0.88, 0.92, 0.96, 1.0, 1.04):
+            err = float(np.abs(alpha - _gp_render(name, centroid, s0 * f, (h, w))).sum())
+            if err < best_err:
+                best, best_err = name, err
+    return best
+
+
+def check_grid_patch(row: Row) -> str | None:
+    g = json.loads(row["geometry"])
+    colour, shape = re.search(r"contains the (\w+) (\w+)\?", row["question"]).groups()
+    rgb = decode_png(row["image"]).astype(np.float64)
+    # How much of the named colour each pixel holds, blended over white: ink = a * (255 - colour);
+    # pixels of any other colour (grey lines, black labels, other markers) fit no such a.
+    ink, ref = 255.0 - rgb, 255.0 - np.array(PALETTE[colour], dtype=np.float64)
+    a = (ink @ ref) / float(ref @ ref)
+    alpha = np.where(np.abs(ink - a[..., None] * ref).max(axis=-1) <= 12.0, np.clip(a, 0.0, 1.0), 0.0)
+    comps = connected_components(alpha > 0.5, connectivity=2)
+    found = []
+    for cid in range(1, int(comps.max()) + 1):
+        rows, cols = np.nonzero(comps == cid)
+        r0, r1, c0, c1 = max(rows.min() - 2, 0), rows.max() + 3, max(cols.min() - 2, 0), cols.max() + 3
+        own = dilation(comps[r0:r1, c0:c1] == cid, np.ones((3, 3), dtype=bool))  # with its anti-aliased rim
+        crop = alpha[r0:r1, c0:c1] * own
+        if _gp_classify(crop) == shape:
+            yy, xx = np.mgrid[r0:r1, c0:c1] + 0.5
+            found.append(((crop * xx).sum() / crop.sum(), (crop * yy).sum() / crop.sum()))
+    if len(found) != 1:
+        return f"{len(found)} {colour} {shape}s in the picture"
+    x, y = found[0]
+    xe, ye = np.asarray(g["grid"]["x_edges"]), np.asarray(g["grid"]["y_edges"])
+    if not (xe[0] < x < xe[-1] and ye[0] < y < ye[-1]):
+        return f"the {colour} {shape} is outside the grid"
+    got = f"({int(np.searchsorted(ye, y))}, {int(np.searchsorted(xe, x))})"
+    if got != row["answer"]:
+        return f"the {colour} {shape} is in cell {got}, answer {row['answer']}"
+    return None
+
+
+CHECKS: dict[str, Checker] = {"tracing": check_tracing, "intersection": check_intersection, "grid_patch": check_grid_patch}
 
 
 # --------------------------------------------------------------------------- driver

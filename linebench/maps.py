@@ -9,6 +9,7 @@ levels in proportion to theirs, so the map always sums to 1.
 Targets are plain dicts (stored on every row in `geometry["targets"]`):
   {"type": "disc", "center": [x, y], "radius": r}
   {"type": "rect", "box": [x0, y0, x1, y1]}
+  {"type": "polygon", "points": [[x, y], ...]}   (simple, may be concave; implicitly closed)
 Shapes of one sample are disjoint, so the target area is the sum of their areas.
 """
 
@@ -21,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import UsageError
-from .geometry import disc_cell_areas, rect_cell_areas
+from .geometry import disc_cell_areas, polygon_cell_areas, rect_cell_areas
 from .grids import Layout, TokenGrid
 
 
@@ -57,6 +58,8 @@ def target_areas(targets: Sequence[Mapping[str, Any]], grid: TokenGrid) -> np.nd
             area += disc_cell_areas(t["center"], t["radius"], grid.x_edges, grid.y_edges)
         elif kind == "rect":
             area += rect_cell_areas(t["box"], grid.x_edges, grid.y_edges)
+        elif kind == "polygon":
+            area += polygon_cell_areas(t["points"], grid.x_edges, grid.y_edges)
         else:
             raise ValueError(f"unknown target type {kind!r}")
     return area

@@ -85,3 +85,14 @@ def test_radius_wider_than_the_grid_and_non_finite_masses():
     assert m.sum() == pytest.approx(1.0) and m[0, 0] == pytest.approx(0.8 / 0.95)
     with pytest.raises(UsageError):
         MapParams(target=float("nan"), neighbour=0.15, floor=0.05)
+
+
+def test_polygon_target_areas_and_map():
+    lay = layout("grid4", (40, 40))  # 10 px cells
+    # an L-shaped (concave) hexagon: 10x10 in cell (0, 0) plus a 5x10 arm in cell (0, 1)
+    poly = [[0.0, 0.0], [15.0, 0.0], [15.0, 10.0], [10.0, 10.0], [10.0, 10.0], [0.0, 10.0]]
+    area = target_areas([{"type": "polygon", "points": poly}], lay.grids[0])
+    assert area[0, 0] == pytest.approx(100.0) and area[0, 1] == pytest.approx(50.0)
+    assert np.count_nonzero(area) == 2
+    (m,) = attention_map([{"type": "polygon", "points": poly}], lay, MapParams(target=0.9, neighbour=0.05, floor=0.05))
+    assert m.sum() == pytest.approx(1.0) and m[0, 0] == pytest.approx(0.6) and m[0, 1] == pytest.approx(0.3)

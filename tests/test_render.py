@@ -33,3 +33,21 @@ def test_disc_centre_is_inked_and_png_round_trips():
 def test_encoding_is_deterministic():
     prims = [Polyline(np.array([[3.0, 4.0], [50.0, 40.0], [60.0, 5.0]]), (1, 2, 3), 2)]
     assert encode_png(rasterise((64, 48), prims)) == encode_png(rasterise((64, 48), prims))
+
+
+def test_polygon_is_filled_where_the_geometry_says():
+    from linebench.render import Polygon
+
+    # a square covering pixels 10..19 (geometry [10, 20)): inside solid, far outside blank
+    img = rasterise((40, 30), [Polygon(np.array([[10.0, 10.0], [20.0, 10.0], [20.0, 20.0], [10.0, 20.0]]), (200, 10, 10))])
+    rgb = img[..., ::-1]
+    assert (rgb[11:19, 11:19] == (200, 10, 10)).all()
+    ink = img.min(axis=2) < 255
+    assert not ink[:8].any() and not ink[22:].any() and not ink[:, :8].any() and not ink[:, 22:].any()
+    # a concave star keeps its notches
+    ang = np.radians(-90 + 36 * np.arange(10))
+    r = np.where(np.arange(10) % 2, 4.0, 12.0)
+    star = np.stack([25 + r * np.cos(ang), 15 + r * np.sin(ang)], axis=1)
+    img = rasterise((50, 30), [Polygon(star, (0, 0, 0))])
+    notch = (15 + 9 * np.sin(np.radians(-54)), 25 + 9 * np.cos(np.radians(-54)))  # between two points
+    assert img[15, 25, 0] == 0 and (img[int(notch[0]), int(notch[1])] == 255).all()
