@@ -38,7 +38,7 @@ class IntersectionTask:
     version = "1"
     description = "Count how many times two named lines cross (or all lines, in total)."
     answer_kind = "number"
-    target_description = "the crossings being counted (with none: the place where the two lines come closest)"
+    target_description = "the crossings being counted, or the place where the lines come closest when there are none"
     question_templates = {
         "pair": "How many times do the {a} line and the {b} line intersect? Answer with a number.",
         "total": "How many intersection points are there among all the lines? Answer with a number.",

@@ -124,6 +124,13 @@ def write_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str
             desc = task_fields.get(name) or BASE_FIELDS.get(name, "")
         rows.append(f"| `{name}` | {kind} | {desc} |")
     mp_ = spec.map_params
+    certify = ""
+    if manifest["command"].startswith("linebench generate --spec "):
+        name = manifest["command"].split("--spec ", 1)[1]
+        certify = (
+            f"\nThis is a release defined by a split spec: `linebench verify FOLDER --spec {name}` also checks "
+            "every split's content against the checksums stored in the spec."
+        )
     body = f"""
 # linebench — {task.name}
 
@@ -154,7 +161,7 @@ linebench {__version__}, generator `{manifest["generator_version"]}`:
 
 Rows depend only on (base seed, task, split, index): the same command gives the same bytes with any
 number of workers. `linebench verify FOLDER` re-renders rows from their stored `seed` and `params`
-and checks every shard against `manifest.json`.
+and checks every shard against `manifest.json`.{certify}
 
 Attention maps: target tokens (those holding {getattr(task, "target_description", "the targets")}) share mass
 {mp_.target} in proportion to the exact target area in each token; their neighbours within {mp_.radius}

@@ -174,3 +174,23 @@ def test_cli_error_has_no_traceback(tmp_path):
     result = subprocess.run([CLI, "score", str(tmp_path), "--predictions", str(preds)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {tmp_path} is not a linebench dataset folder (it has no manifest.json)"
+
+
+def test_cell_answers_of_a_grid_patch_folder(tmp_path):
+    """End to end for the `cell` answer kind: phrasings of the right cell count, a wrong cell does not."""
+    from linebench.dataset import generate
+    from linebench.samples import RunSpec
+
+    out = tmp_path / "gp"
+    generate(RunSpec("grid_patch", n=8, seed=2, maps=()), out, workers=1)
+    rows = [r for p in sorted((out / "data").glob("*.parquet")) for r in pq.read_table(p, columns=["id", "answer"]).to_pylist()]
+    forms = ["{r},{c}", "Row {r}, column {c}", "The red star is in cell ({r}, {c}).", "r{r}c{c}", "[{r}, {c}]"]
+    preds = out.parent / "preds.jsonl"
+    lines = []
+    for i, row in enumerate(rows):
+        r, c = (int(v) for v in row["answer"].strip("()").split(", "))
+        text = forms[i % len(forms)].format(r=r, c=c) if i < 6 else f"({r + 1}, {c})"
+        lines.append(json.dumps({"id": row["id"], "prediction": text}))
+    preds.write_text("\n".join(lines) + "\n")
+    report = score(out, preds, bootstrap=200)
+    assert (report.overall.n, report.overall.correct, report.overall.unparseable) == (8, 6, 0)
