@@ -223,7 +223,10 @@ def tasks() -> None:
             per_level = " / ".join(fmt(t.levels[lv].get(k.name)) for lv in t.levels) if not k.audit else "-"
             table.add_row(Text.assemble((k.name, "bold"), "\n", (k.help, "dim")), kind, fmt(k.default), per_level)
         out_console.print(table)
-    out_console.print("Set a knob with --knob NAME=VALUE or NAME=LO..HI; --difficulty mixed draws a level per sample.")
+    out_console.print(
+        "Set a knob with --knob NAME=VALUE or NAME=LO..HI. --difficulty mixed draws a level per sample and "
+        "stratified takes easy, medium, hard in turn (neither ever draws ood); official releases: --spec TASK."
+    )
 
 
 @app.command()
