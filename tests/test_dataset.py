@@ -1,7 +1,6 @@
 """Dataset folders: load_dataset round trip, determinism across workers, verify, kill and resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,11 +1,9 @@
 """The grid-patch generator: answers agree with the pixels, cells are balanced, markers keep to
 their cells, the query is unique, levels hold, impossible knobs are refused, maps and files work."""
 
-import importlib.util
 import json
 import re
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,15 +20,7 @@ TASK = get_task("grid_patch")
 ANSWER = re.compile(r"^\((\d+), (\d+)\)$")
 
 
-def _audit_module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pixel_audit.py"
-    spec = importlib.util.spec_from_file_location("pixel_audit", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-AUDIT = _audit_module()
+import pixel_audit as AUDIT  # noqa: E402  (benchmarks/, on the path via conftest.py)
 
 
 def scenes(level, count, seed=0, canvas=(448, 448), **overrides):

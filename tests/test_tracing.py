@@ -1,16 +1,13 @@
 """The tracing generator: audits hold, answers are right by an independent pixel-level check."""
 
-import re
-
 import numpy as np
 import pytest
-from skimage.measure import label as connected_components
-from skimage.morphology import dilation, disk
 
 from linebench import geometry as geo
 from linebench.errors import UsageError
-from linebench.render import Polyline, decode_png, encode_png, rasterise
+from linebench.samples import RowMaker, RunSpec
 from linebench.tasks import ParamSpec, get_task, resolve_params
+from pixel_audit import check_tracing
 
 TASK = get_task("tracing")
 
@@ -21,66 +18,16 @@ def scenes(level, count, seed=0, canvas=(448, 448)):
     return params, [TASK.sample(rng, params) for _ in range(count)]
 
 
-def nearest_label(geometry, point, texts):
-    """The label (among `texts`) whose box is nearest to `point` — found from positions only."""
-    best, best_d = None, np.inf
-    for lb in geometry["labels"]:
-        if lb["text"] not in texts:
-            continue
-        x0, y0, x1, y1 = lb["box"]
-        d = np.hypot(max(x0 - point[0], 0, point[0] - x1), max(y0 - point[1], 0, point[1] - y1))
-        if d < best_d:
-            best, best_d = lb, d
-    return best
-
-
-def start_marker_of(geometry, letter):
-    starts = [m for m in geometry["markers"] if m["kind"] == "start"]
-    letters = {lb["text"] for lb in geometry["labels"] if lb["text"].isalpha()}
-    return min(starts, key=lambda m: 0 if nearest_label(geometry, m["center"], letters)["text"] == letter else 1)
-
-
-def pixel(point):
-    return int(point[1]), int(point[0])  # (row, col) of the pixel holding a canvas point
-
-
-def answer_from_pixels(geometry, mask, start):
-    """Number label of the single end marker connected to `start` in the binary `mask`."""
-    comp = connected_components(mask, connectivity=2)
-    cid = comp[pixel(start["center"])]
-    assert cid != 0, "the start marker is not on the traced line"
-    ends = [m for m in geometry["markers"] if m["kind"] == "end" and comp[pixel(m["center"])] == cid]
-    assert len(ends) == 1, f"the traced line reaches {len(ends)} end markers"
-    numbers = {lb["text"] for lb in geometry["labels"] if lb["text"].isdigit()}
-    return nearest_label(geometry, ends[0]["center"], numbers)["text"]
-
-
-@pytest.mark.parametrize("level", ["easy", "medium", "hard"])
-def test_answer_by_rasterising_the_queried_curve_alone(level):
-    _, batch = scenes(level, 25, seed=11)
-    for s in batch:
-        g = s.geometry
-        letter = re.search(r"starting at ([A-Z])", s.question).group(1)
-        start = start_marker_of(g, letter)
-        # the curve that starts at that marker, identified by position only
-        curve = min(g["curves"], key=lambda c: np.hypot(*(np.array(c["points"][0]) - start["center"])))
-        img = rasterise(s.canvas, [Polyline(np.array(curve["points"]), (0, 0, 0), g["thickness_px"])])
-        assert answer_from_pixels(g, img[..., 0] < 128, start) == s.answer
-
-
-@pytest.mark.parametrize("level", ["easy", "medium"])
-def test_answer_by_following_the_colour_in_the_rendered_image(level):
-    """Distinct colours: follow the start marker's colour through the real picture."""
-    _, batch = scenes(level, 25, seed=5)
-    for s in batch:
-        g = s.geometry
-        rgb = decode_png(encode_png(rasterise(s.canvas, TASK.draw(g)))).astype(int)
-        start = start_marker_of(g, re.search(r"starting at ([A-Z])", s.question).group(1))
-        colour = rgb[pixel(start["center"])]
-        mask = np.abs(rgb - colour).max(axis=2) <= 40
-        # other curves drawn on top cut the line at crossings: bridge gaps of a line width
-        mask = dilation(mask, disk(g["thickness_px"] + 2))
-        assert answer_from_pixels(g, mask, start) == s.answer
+@pytest.mark.parametrize("level", ["easy", "medium", "hard", "ood"])
+def test_pixels_agree_with_the_answer(level):
+    """The independent pixel checker (benchmarks/pixel_audit.py): the start marker's curve drawn
+    alone reaches exactly the answer's end marker; with distinct colours, so does following the
+    start marker's colour through the real picture. A wrong answer must be caught."""
+    maker = RowMaker(RunSpec("tracing", n=12, seed=11, params=ParamSpec(difficulty=level), maps=()))
+    for i in range(12):
+        row = maker(i)
+        assert check_tracing(row) is None
+        assert check_tracing(dict(row, answer=str(int(row["answer"]) % 8 + 1))) is not None
 
 
 @pytest.mark.parametrize("level", ["easy", "medium", "hard"])
