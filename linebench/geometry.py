@@ -136,7 +136,7 @@ def segment_crossings(a: np.ndarray, b: np.ndarray) -> Crossings:
     q, s = b[None, :-1, :], (b[1:] - b[:-1])[None, :, :]  # [1, K-1, 2]
     denom = r[..., 0] * s[..., 1] - r[..., 1] * s[..., 0]  # [M-1, K-1]
     qp = q - p
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # parallel: denom 0, no hit
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # (near-)parallel: t, u inf or huge, no hit
         t = (qp[..., 0] * s[..., 1] - qp[..., 1] * s[..., 0]) / denom
         u = (qp[..., 0] * r[..., 1] - qp[..., 1] * r[..., 0]) / denom
     t_hi = np.where(np.arange(a.shape[0] - 1)[:, None] == a.shape[0] - 2, 1.0 + 1e-12, 1.0)
