@@ -8,7 +8,7 @@ own crossing/cell computations. Run from the repository root:
     python benchmarks/pixel_audit.py --task tracing --level hard --n 50
 
 It prints a markdown table (task, level, samples, disagreements) and exits 1 if any sample disagrees.
-The test suite runs the same checkers on a few samples per level (tests/test_pixel_audit.py).
+The test suite runs the same checkers on a few samples per level (tests/test_tracing.py, test_intersection.py, test_grid_patch.py).
 """
 
 from __future__ import annotations

@@ -100,8 +100,9 @@ class IntersectionTask:
                 f"canvas {w}x{h} is too small for {n_hi} lines {t_hi} px thick {k['min_gap_lw']} line widths apart; "
                 "use a larger --canvas or fewer lines"
             )
-        events = c_hi + (0 if k["question"] == "total" else bounds_of(k["other_crossings"])[1])
-        if side / math.sqrt(2) / (events + 1) < k["min_crossing_sep_px"] / 2:
+        # the counted swaps of one pair each need their own layer, min_crossing_sep_px apart
+        events = c_hi
+        if side / math.sqrt(2) / (events + 1) < k["min_crossing_sep_px"]:
             raise UsageError(
                 f"up to {events} crossings do not fit {k['min_crossing_sep_px']} px apart on a {w}x{h} canvas; "
                 "lower count/other_crossings or use a larger --canvas"
@@ -188,7 +189,9 @@ class IntersectionTask:
         side = (min(w, h) - 2 * k["border_px"] - thickness) / (c + s)  # the rotated frame fits the canvas
         band = side / n
         slot = side / (n_layers + 1)
-        # Layer centres; a swap lies within +-0.48 slot of its centre, so layers never overlap.
+        # Layer centres (+-0.1 slot). A swap reaches at most ~0.52 slot from its layer's nominal
+        # centre, so two swaps of one line (successive layers) almost never overlap; when they do,
+        # the line's knots interleave and the exact recount rejects the scene.
         centres = slot * (np.arange(n_layers) + 1) + rng.uniform(-0.1, 0.1, n_layers) * slot
 
         # Knots per line: (u, v) — ends, both sides of each of its swaps, and extra bends. A swap

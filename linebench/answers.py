@@ -12,7 +12,7 @@ Every parser is pure and never guesses between two different answers. The rules,
    ``\\(`` ``\\)`` and ``\\text{..}`` are dropped; braces act as brackets. If the text has
    ``\\boxed{..}``, only the last box is read.
 2. **Number words** zero..ninety-nine ("three", "twenty-one", "twenty one") read as digits; so
-   do "none" / "no crossings" (0), "twice" (2), "thrice" (3) and "once" (1) where it ends a
+   do "none" / "no crossings" / "do not intersect" / "never cross" (0), "twice" (2), "thrice" (3) and "once" (1) where it ends a
    clause ("they cross once."). "one" used as a pronoun ("the red one", "one of", "one
    another") is not a number.
 3. **Candidates.** number: every integer that is not an identifier: numbers naming lines or
@@ -120,6 +120,8 @@ def _word_numbers(t: str, *, counts: bool) -> str:
     t = re.sub(r"(?:(?<=\w\s)|^\s*)once(?=\s*(?:[.,;:!?)]|$))", "1", t)
     if counts:
         t = re.sub(r"\bno(?=\s+(?:\w+\s+)?(?:crossings?|intersections?|points?|times)\b)", "0", t)
+        # "they do not intersect", "the lines never cross": a count of 0
+        t = re.sub(r"\b(?:do|does|did)\s*(?:not|n't)\s+(?:\w+\s+)?(?:intersect|cross)\w*|\bnever\s+(?:intersect|cross)\w*", "meet 0 times", t)
     return t
 
 

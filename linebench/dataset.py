@@ -357,4 +357,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def task_of(manifest: dict[str, Any]) -> Task:
-    return get_task(manifest["task"])
+    name = manifest.get("task") or manifest.get("spec", {}).get("task")  # folders before 0.1 releases
+    if not name:
+        raise UsageError("manifest.json names no task: not a linebench dataset folder")
+    return get_task(name)

@@ -21,6 +21,7 @@ A spec file (TOML):
     sha256 = "..."               # content of every row, in order
     head_rows = 16
     head_sha256 = "..."          # content of the first `head_rows` rows (cheap to regenerate)
+    head_sha256_no_images = "..."  # the same without the image column (independent of OpenCV)
 
 Checksums are over row *content* (every column's values in row order, in a fixed byte encoding),
 not over parquet files, so they do not depend on the pyarrow version or the shard size. Image
@@ -54,6 +55,7 @@ else:  # pragma: no cover
 
 HEAD_ROWS = 16
 _KEYS = {"task", "seed", "canvas", "maps", "shard_size", "knobs", "map_params", "splits", "checksums"}
+_SPLIT_KEYS = {"n", "difficulty"}
 
 
 def official_dirs() -> list[Path]:
@@ -112,21 +114,36 @@ def load_release(text: str) -> Release:
     for key in ("task", "splits"):
         if key not in d:
             raise UsageError(f"{where} missing {key!r}")
-    task = get_task(d["task"])
+    for key in ("knobs", "map_params", "splits", "checksums"):
+        if not isinstance(d.get(key, {}), dict):
+            raise UsageError(f"{where} {key!r} must be a table")
+    task = get_task(str(d["task"]))
     by_name = {k.name: k for k in task.knobs}
     knobs = {}
     for name, value in d.get("knobs", {}).items():
         if name not in by_name:
             raise UsageError(f"{where} task {task.name!r} has no knob {name!r}")
+        if isinstance(value, list) and len(value) != 2:
+            raise UsageError(f"{where} knobs.{name}: a range is [lo, hi], got {value!r}")
         knobs[name] = parse_value(by_name[name], value if isinstance(value, str) else _knob_text(value))
     splits = {}
     for split, s in d["splits"].items():
         if split not in SPLITS:
             raise UsageError(f"{where} split {split!r} is not one of {', '.join(SPLITS)}")
-        if not isinstance(s.get("n"), int) or s["n"] <= 0:
+        if not isinstance(s, dict) or set(s) - _SPLIT_KEYS:
+            raise UsageError(f"{where} [splits.{split}] is a table with keys {', '.join(sorted(_SPLIT_KEYS))}")
+        if type(s.get("n")) is not int or s["n"] <= 0:
             raise UsageError(f"{where} splits.{split}.n must be a positive integer")
         splits[split] = (int(s["n"]), str(s.get("difficulty", "stratified")))
+    for key, default in (("seed", 0), ("shard_size", 1000)):
+        value = d.get(key, default)
+        if type(value) is not int or value < (0 if key == "seed" else 1):
+            raise UsageError(f"{where} {key} must be a {'non-negative' if key == 'seed' else 'positive'} integer, got {value!r}")
+    if not isinstance(d.get("maps", []), list):
+        raise UsageError(f"{where} maps must be a list of grid names")
     canvas = d.get("canvas", [448, 448])
+    if not (isinstance(canvas, list) and len(canvas) == 2 and all(type(v) is int and v > 0 for v in canvas)):
+        raise UsageError(f"{where} canvas must be [width, height] in px, got {canvas!r}")
     try:
         return Release(
             path=path,
@@ -140,7 +157,7 @@ def load_release(text: str) -> Release:
             splits=splits,
             checksums=d.get("checksums", {}),
         )
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise UsageError(f"{where} {e}") from None
 
 
@@ -192,14 +209,16 @@ def _update(hashers: dict[str, Any], name: str, col: pa.ChunkedArray | pa.Array)
         raise TypeError(f"no content encoding for {t}")
 
 
-def content_digest(tables: Iterable[pa.Table], limit: int | None = None) -> tuple[str, int]:
-    """sha256 over the content of rows (in order), column by column -> (hex digest, rows)."""
+def content_digest(tables: Iterable[pa.Table], limit: int | None = None, skip: tuple[str, ...] = ()) -> tuple[str, int]:
+    """sha256 over the content of rows (in order), column by column (but `skip`) -> (hex digest, rows)."""
     hashers: dict[str, Any] = {}
     rows = 0
     for table in tables:
         if limit is not None:
             table = table.slice(0, limit - rows)
         for name in table.column_names:
+            if name in skip:
+                continue
             _update(hashers, name, table.column(name))
         rows += table.num_rows
         if limit is not None and rows >= limit:
@@ -217,16 +236,26 @@ def split_digests(folder: Path, manifest: Mapping[str, Any], head_rows: int = HE
         paths = [Path(folder) / s["path"] for s in manifest["shards"] if s["split"] == split]
         sha, rows = content_digest(pq.read_table(p) for p in paths)
         head, n_head = content_digest((pq.read_table(p) for p in paths), limit=head_rows)
-        out[split] = {"rows": rows, "sha256": sha, "head_rows": n_head, "head_sha256": head}
+        head_ni, _ = content_digest((pq.read_table(p) for p in paths), limit=head_rows, skip=("image",))
+        out[split] = {"rows": rows, "sha256": sha, "head_rows": n_head, "head_sha256": head, "head_sha256_no_images": head_ni}
     return out
+
+
+def layout_problems(folder: Path, manifest: Mapping[str, Any], release: Release) -> list[str]:
+    """Is `folder` laid out as `release` says: generated from its splits and parameters, with no
+    shard that the manifest does not list (load_dataset would read it too)?"""
+    if not same_specs(manifest, release):
+        return [f"the folder was not generated from {release.path} (its splits or parameters differ)"]
+    listed = {s["path"] for s in manifest["shards"]}
+    extra = sorted(p.relative_to(folder).as_posix() for p in Path(folder).glob("data/*.parquet"))
+    extra = [p for p in extra if p not in listed]
+    return [f"data/ holds shard(s) that manifest.json does not list: {', '.join(extra[:5])}"] if extra else []
 
 
 def check_release(folder: Path, manifest: Mapping[str, Any], release: Release) -> list[str]:
     """Problems that keep `folder` from being a faithful copy of `release` (empty: certified)."""
-    problems = []
-    want = [s.to_dict() for s in release.run_specs()]
-    if manifest.get("specs") != want:
-        problems.append(f"the folder was not generated from {release.path} (its splits or parameters differ)")
+    problems = layout_problems(folder, manifest, release)
+    if problems:
         return problems
     sums = release.checksums
     if not sums:
@@ -245,15 +274,26 @@ def check_release(folder: Path, manifest: Mapping[str, Any], release: Release) -
     return problems
 
 
+def same_specs(manifest: Mapping[str, Any], release: Release) -> bool:
+    """Was the folder generated from this release (split order aside)?"""
+    have = {s.get("split"): s for s in manifest.get("specs") or []}
+    return have == {s.split: s.to_dict() for s in release.run_specs()}
+
+
 def write_checksums(release: Release, generator_version: str, digests: Mapping[str, Mapping[str, Any]]) -> None:
     """Replace the spec file's [checksums] tables (kept last in the file) with `digests`."""
+    import cv2
+
     text = release.path.read_text()
     m = re.search(r"^\[checksums[\].]", text, flags=re.M)
     if m:
+        if re.search(r"^\[(?!checksums[\].])", text[m.start():], flags=re.M):
+            raise UsageError(f"{release.path}: the [checksums] tables must come last (move the tables after them up)")
         text = text[: m.start()]
     lines = [
         "[checksums]  # written by `linebench verify DIR --spec FILE --write-checksums`; do not edit",
         f'generator_version = "{generator_version}"',
+        f'opencv = "{cv2.__version__}"  # image bytes depend on the OpenCV build',
     ]
     for split, d in digests.items():
         lines += [
@@ -263,6 +303,7 @@ def write_checksums(release: Release, generator_version: str, digests: Mapping[s
             f'sha256 = "{d["sha256"]}"',
             f"head_rows = {d['head_rows']}",
             f'head_sha256 = "{d["head_sha256"]}"',
+            f'head_sha256_no_images = "{d["head_sha256_no_images"]}"',
         ]
     new = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
     tomllib.loads(new)  # never write a file we cannot read back

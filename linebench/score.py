@@ -269,7 +269,7 @@ def score(
     tasks = sorted(set(cols["task"]))
     kinds = {}
     for t in tasks:
-        kind = get_task(t).answer_kind
+        kind = getattr(get_task(t), "answer_kind", "number")
         if kind not in PARSERS:
             raise UsageError(f"task {t!r} has answer kind {kind!r}; the scorer knows {', '.join(PARSERS)}")
         kinds[t] = kind
@@ -292,6 +292,10 @@ def score(
             else:
                 correct[r] = have == want
     scored = has_pred | missing_as_wrong
+    if not scored.any():
+        raise UsageError(
+            f"no prediction in {predictions_path} has an id of {dataset_dir} (ids look like {ids[0]!r}): wrong folder or file?"
+        )
 
     groups: list[Group] = []
 

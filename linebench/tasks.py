@@ -19,7 +19,7 @@ from .render import Primitive
 
 ENTRY_POINT_GROUP = "linebench.tasks"
 MIXED = "mixed"  # the difficulty that draws a level per sample (from every level but OOD)
-STRATIFIED = "stratified"  # every level but OOD in turn (index mod levels): exactly equal shares
+STRATIFIED = "stratified"  # every level but OOD in turn (index mod levels): equal shares to within one row
 OOD = "ood"  # the out-of-distribution level: harder than anything `mixed` draws
 
 
@@ -66,7 +66,7 @@ class Task(Protocol):
     knobs: Sequence[Knob]
     columns: Sequence[Column]
     levels: Mapping[str, Mapping[str, Any]]  # level name -> knob values (scalar or [lo, hi])
-    answer_kind: str  # how free-form predictions are parsed when scoring: "number" or "cell"
+    # Optional: `answer_kind` ("number", the default, or "cell"): how `linebench score` parses answers.
 
     def check(self, params: Mapping[str, Any]) -> None:
         """Raise UsageError if the resolved parameters cannot produce a scene (e.g. canvas too small)."""

@@ -7,6 +7,9 @@ import pytest
 from linebench.answers import PARSERS, as_text, canonical, is_correct, parse_cell, parse_number
 
 NUMBERS = [
+    ("They do not intersect.", 0),
+    ("The red and blue lines don't cross.", 0),
+    ("The lines never intersect", 0),
     # plain and decorated
     ("3", 3),
     (" 3 \n", 3),

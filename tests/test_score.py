@@ -194,3 +194,10 @@ def test_cell_answers_of_a_grid_patch_folder(tmp_path):
     preds.write_text("\n".join(lines) + "\n")
     report = score(out, preds, bootstrap=200)
     assert (report.overall.n, report.overall.correct, report.overall.unparseable) == (8, 6, 0)
+
+
+def test_no_matching_id_is_an_error(small_dataset, tmp_path):
+    preds = tmp_path / "other.jsonl"
+    preds.write_text(json.dumps({"id": "intersection-test-s1-0000000", "prediction": "3"}) + "\n")
+    with pytest.raises(UsageError, match="wrong folder or file"):
+        score(small_dataset, preds, bootstrap=10)
