@@ -125,6 +125,7 @@ def write_shard(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> tu
 
 # Worker state (set once per process by the pool initializer).
 _W: dict[str, Any] = {}
+PROBES = 8  # scenes per level that preflight draws before anything is written
 CHUNK_ROWS = 25  # rows per work item: small enough to balance cores and report progress smoothly
 
 
@@ -248,10 +249,11 @@ def preflight(specs: Sequence[RunSpec]):
             raise UsageError("every split of a folder needs the same task, canvas and maps (they share one schema)")
         maker = RowMaker(spec)  # resolves and checks the parameters of every level
         for level, params in maker.params.items():
-            try:
-                maker.task.sample(np.random.default_rng(0), params)
-            except GenerationError as e:
-                raise UsageError(f"difficulty {level!r}: {e}") from None
+            for probe in range(PROBES):  # several scenes: knobs drawn per sample differ between them
+                try:
+                    maker.task.sample(np.random.default_rng(probe), params)
+                except GenerationError as e:
+                    raise UsageError(f"difficulty {level!r}: {e}") from None
     return features(first)  # also validates the map profiles
 
 

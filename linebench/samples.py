@@ -17,6 +17,7 @@ from . import CORE_VERSION
 from .grids import DEFAULT_MAPS, layout
 from .maps import MapParams, attention_map
 from .render import encode_png, rasterise
+from .errors import GenerationError
 from .tasks import STRATIFIED, ParamSpec, Scene, Task, get_task, levels_for, resolve_params
 
 SPLITS = ("train", "validation", "test", "ood")
@@ -136,7 +137,10 @@ class RowMaker:
         level = self.level(index)
         params = self.params[level]
         seed = row_seed(spec.seed, task.name, spec.split, index)
-        scene, png = build(task, seed, params)
+        try:
+            scene, png = build(task, seed, params)
+        except GenerationError as e:
+            raise GenerationError(f"row {self.row_id(index)} ({level}): {e}") from None
         row: dict[str, Any] = {
             "id": self.row_id(index),
             "image": png,
