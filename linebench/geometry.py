@@ -78,7 +78,7 @@ def monotone_cubic(xs: np.ndarray, ys: np.ndarray, step: float) -> np.ndarray:
     if len(d) > 1:
         w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
         same = d[:-1] * d[1:] > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             m[1:-1] = np.where(same, (w1 + w2) / (w1 / d[:-1] + w2 / d[1:]), 0.0)
     n = np.maximum(1, np.ceil(h / step).astype(np.int64))  # samples per span
     k = np.repeat(np.arange(len(h)), n)  # span of each output vertex after the first
@@ -198,7 +198,7 @@ def point_segment_distance(p: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.
     """Distance from points `p` to segments s0->s1; all arguments broadcast over leading axes [..., 2]."""
     d = s1 - s0
     dd = (d * d).sum(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         t = np.where(dd > 0, ((p - s0) * d).sum(-1) / dd, 0.0)
     t = np.clip(t, 0.0, 1.0)
     proj = s0 + t[..., None] * d
@@ -224,7 +224,7 @@ def closest_points(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     for p, q, swap in ((a, b, False), (b, a, True)):
         s0, d = q[None, :-1], (q[1:] - q[:-1])[None]  # [1, S, 2]
         dd = (d * d).sum(-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             t = np.clip(np.where(dd > 0, ((p[:, None] - s0) * d).sum(-1) / dd, 0.0), 0.0, 1.0)  # [V, S]
         proj = s0 + t[..., None] * d  # [V, S, 2]
         dist = np.hypot(*(p[:, None] - proj).transpose(2, 0, 1))
@@ -388,7 +388,7 @@ def _clip_half_plane(poly: np.ndarray, axis: int, value: float, keep_above: bool
     nxt = np.roll(poly, -1, axis=0)
     s_n = np.roll(s, -1)
     cross = inside != np.roll(inside, -1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         t = np.where(cross, s / (s - s_n), 0.0)
     inter = poly + t[:, None] * (nxt - poly)
     inter[:, axis] = value
@@ -416,7 +416,7 @@ def _below_left_areas(p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarr
     fv = fu + slope[:, None, None] * span  # x where the edge leaves y <= Y
     gu, gv = fu - xs[None, None, :], fv - xs[None, None, :]  # [E, NY, NX]: x - X at both ends
     gp, gn = np.maximum(gu, gv), np.minimum(gu, gv)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         beyond = np.where(gn >= 0, span * (gu + gv) / 2.0, np.where(gp <= 0, 0.0, span * gp * gp / (2.0 * (gp - gn))))
     return np.einsum("e,eyx->yx", direction, span * (fu + fv) / 2.0 - beyond)
 
