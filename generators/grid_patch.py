@@ -24,9 +24,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from linebench import geometry as geo
-from linebench.errors import GenerationError, UsageError
+from linebench.errors import UsageError
 from linebench.render import PALETTE, Disc, Polygon, Polyline, Primitive, Text, text_box, text_size
-from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int
+from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int, first_accepted
 
 LINE_RGB = (110, 110, 110)  # grid lines: neutral grey, unlike every palette colour
 LABEL_RGB = (0, 0, 0)
@@ -238,16 +238,8 @@ class GridPatchTask:
     # ------------------------------------------------------------------ sampling
 
     def sample(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene:
-        k = params["knobs"]
-        for attempt in range(1, int(k["max_attempts"]) + 1):
-            scene = self._attempt(rng, params)
-            if isinstance(scene, Scene):
-                scene.attempts = attempt
-                return scene
-        raise GenerationError(
-            f"grid_patch: no scene passed the audit in {k['max_attempts']} attempts with knobs {dict(k)} "
-            f"(last failure: {scene}); lower marker_size or min_border_gap_px"
-        )
+        hint = "lower marker_size or min_border_gap_px"
+        return first_accepted(self.name, lambda: self._attempt(rng, params), params["knobs"], hint)
 
     def _attempt(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene | str:
         """One scene, or the name of the audit rule it broke."""

@@ -23,9 +23,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from linebench import geometry as geo
-from linebench.errors import GenerationError, UsageError
+from linebench.errors import UsageError
 from linebench.render import PALETTE, Polyline, Primitive
-from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int
+from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int, first_accepted
 
 ONE_COLOUR = ("black", (0, 0, 0))
 CURVE_STEP_PX = 6.0  # vertex spacing along u when flattening curved lines
@@ -124,15 +124,8 @@ class IntersectionTask:
             "curved": k["style"] == "curved" or (k["style"] == "mixed" and bool(rng.random() < 0.5)),
             "pair": None if k["question"] == "total" else tuple(int(v) for v in rng.choice(n, 2, replace=False)),
         }
-        for attempt in range(1, int(k["max_attempts"]) + 1):
-            scene = self._attempt(rng, params, **draw)
-            if isinstance(scene, Scene):
-                scene.attempts = attempt
-                return scene
-        raise GenerationError(
-            f"intersection: no scene passed the audit in {k['max_attempts']} attempts with knobs {dict(k)}; "
-            "lower count/other_crossings/lines or loosen the audit thresholds"
-        )
+        hint = "lower count/other_crossings/lines, use a larger --canvas or loosen the audit thresholds"
+        return first_accepted(self.name, lambda: self._attempt(rng, params, **draw), k, hint)
 
     @staticmethod
     def _events(rng: np.random.Generator, n: int, t: int, others: int, pair: tuple[int, int] | None):

@@ -15,9 +15,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from linebench import geometry as geo
-from linebench.errors import GenerationError, UsageError
+from linebench.errors import UsageError
 from linebench.render import PALETTE, Disc, Polyline, Primitive, Text, text_box, text_size
-from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int
+from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int, first_accepted
 
 ONE_COLOUR = ("black", (0, 0, 0))
 LABEL_RGB = (0, 0, 0)
@@ -146,16 +146,8 @@ class TracingTask:
     # ------------------------------------------------------------------ sampling
 
     def sample(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene:
-        k = params["knobs"]
-        for attempt in range(1, int(k["max_attempts"]) + 1):
-            scene = self._attempt(rng, params)
-            if isinstance(scene, Scene):
-                scene.attempts = attempt
-                return scene
-        raise GenerationError(
-            f"tracing: no scene passed the audit in {k['max_attempts']} attempts with knobs {dict(k)}; "
-            "loosen the crossings range or the audit thresholds"
-        )
+        hint = "loosen the crossings range or the audit thresholds"
+        return first_accepted(self.name, lambda: self._attempt(rng, params), params["knobs"], hint)
 
     def _attempt(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene | str:
         """One scene, or the name of the audit rule it broke (cheapest checks first)."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import GenerationError, UsageError
 from .render import Primitive
 
 ENTRY_POINT_GROUP = "linebench.tasks"
@@ -197,6 +197,22 @@ def levels_for(task: Task, difficulty: str) -> list[str]:
             f"task {task.name!r} has no difficulty {difficulty!r}; choose from {', '.join(task.levels)}, {MIXED}, {STRATIFIED}"
         )
     return [difficulty]
+
+
+def first_accepted(task: str, attempt: Callable[[], "Scene | str"], knobs: Mapping[str, Any], hint: str) -> Scene:
+    """Call `attempt()` (a scene, or the name of the audit rule it broke) until a scene passes,
+    at most `knobs["max_attempts"]` times; the scene records how many it took."""
+    last = None
+    for n in range(1, int(knobs["max_attempts"]) + 1):
+        scene = attempt()
+        if isinstance(scene, Scene):
+            scene.attempts = n
+            return scene
+        last = scene
+    raise GenerationError(
+        f"{task}: no scene passed the audit in {knobs['max_attempts']} attempts with knobs {dict(knobs)} "
+        f"(last rejection: {last}); {hint}"
+    )
 
 
 def draw_int(rng: np.random.Generator, value: Any) -> int:
