@@ -33,29 +33,25 @@ def overlay(png: bytes, attn: np.ndarray) -> np.ndarray:
     return out
 
 
+# task -> (row index shown, overlay grids for the medium level). Intersection shows row 3: an
+# answer above 0 at every level, so its map shows crossing targets.
+EXAMPLES = {
+    "tracing": (0, ("grid24", "grid16")),
+    "intersection": (3, ("grid24",)),
+    "grid_patch": (0, ("grid24",)),
+}
+
+
 def main() -> None:
     IMG.mkdir(exist_ok=True)
-    for level in ("easy", "medium", "hard", "ood"):
-        row = RowMaker(RunSpec("tracing", n=1, seed=1, params=ParamSpec(difficulty=level)))(0)
-        (IMG / f"tracing-{level}.png").write_bytes(row["image"])
-        print(level, "|", row["question"], "->", row["answer"])
-        if level == "medium":
-            for grid in ("grid24", "grid16"):
-                cv2.imwrite(str(IMG / f"tracing-medium-{grid}.png"), overlay(row["image"], row[f"attn_{grid}"]))
-    for level in ("easy", "medium", "hard", "ood"):
-        # index 3: an answer above 0, so the map shows crossing targets
-        row = RowMaker(RunSpec("intersection", n=4, seed=1, params=ParamSpec(difficulty=level)))(3)
-        (IMG / f"intersection-{level}.png").write_bytes(row["image"])
-        print("intersection", level, "|", row["question"], "->", row["answer"])
-        if level == "medium":
-            cv2.imwrite(str(IMG / "intersection-medium-grid24.png"), overlay(row["image"], row["attn_grid24"]))
-    for level in ("easy", "medium", "hard", "ood"):
-        row = RowMaker(RunSpec("grid_patch", n=1, seed=1, params=ParamSpec(difficulty=level)))(0)
-        (IMG / f"grid_patch-{level}.png").write_bytes(row["image"])
-        print("grid_patch", level, "|", row["question"], "->", row["answer"])
-        if level == "medium":
-            cv2.imwrite(str(IMG / "grid_patch-medium-grid24.png"), overlay(row["image"], row["attn_grid24"]))
-
+    for task, (index, grids) in EXAMPLES.items():
+        for level in ("easy", "medium", "hard", "ood"):
+            row = RowMaker(RunSpec(task, n=index + 1, seed=1, params=ParamSpec(difficulty=level)))(index)
+            (IMG / f"{task}-{level}.png").write_bytes(row["image"])
+            print(task, level, "|", row["question"], "->", row["answer"])
+            if level == "medium":
+                for grid in grids:
+                    cv2.imwrite(str(IMG / f"{task}-medium-{grid}.png"), overlay(row["image"], row[f"attn_{grid}"]))
 
 if __name__ == "__main__":
     main()
