@@ -1,0 +1,9 @@
+"""Model profiles: one module per model family; importing this package registers them all.
+
+Each profile reproduces one model's image preprocessing (resize, crop, pad, tiling) and its token
+order after the vision tower (patch merging, pooling, unpadding, newline tokens), citing the
+transformers processor and model code it follows and the checkpoint config values it assumes.
+`tests/test_profiles_*.py` check every profile against the real transformers processors.
+"""
+
+from . import gemma, llava, qwen  # noqa: F401

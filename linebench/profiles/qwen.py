@@ -1,0 +1,86 @@
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL: dynamic resolution, 2x2 patch merging, one grid in raster order.
+
+Follows transformers `Qwen2VLImageProcessor` (`smart_resize`, models/qwen2_vl/image_processing_*qwen2_vl.py):
+the image is resized (aspect not exactly kept) to h_bar x w_bar, both multiples of
+factor = patch_size * merge_size: round(side / factor) * factor, scaled down when h_bar * w_bar >
+max_pixels (floor) and up when < min_pixels (ceil). The vision tower's merger turns each 2x2 block of
+patches into one token; tokens follow raster order over the merged grid (h_bar / factor rows,
+w_bar / factor columns) between <|vision_start|> and <|vision_end|>. The number of tokens is
+prod(image_grid_thw) / merge_size**2.
+
+Defaults are the checkpoints' preprocessor_config.json values:
+- Qwen/Qwen2-VL-7B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct: patch 14, merge 2, min_pixels 3136,
+  max_pixels 12845056 (the transformers class default max is 1003520 = 28*28*1280; pass
+  max_pixels=1003520 to match code that builds the processor without the checkpoint config);
+- Qwen/Qwen3-VL-8B-Instruct: patch 16, merge 2, size {shortest_edge: 65536, longest_edge: 16777216}.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import UsageError
+from ..grids import image_grid, register
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """transformers.models.qwen2_vl.image_processing_qwen2_vl.smart_resize, reproduced exactly."""
+    if max(height, width) / min(height, width) > 200:
+        raise UsageError(f"Qwen processors refuse aspect ratios over 200, got {width}x{height}")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def _qwen(canvas, patch, merge, min_pixels, max_pixels):
+    w, h = canvas
+    factor = patch * merge
+    if min_pixels < 1 or max_pixels < min_pixels:
+        raise UsageError(f"need 1 <= min_pixels <= max_pixels, got {min_pixels}, {max_pixels}")
+    hb, wb = smart_resize(h, w, factor, min_pixels, max_pixels)
+    grid = image_grid(hb // factor, wb // factor, factor, canvas=canvas, resized=(wb, hb))
+    return [grid.__class__(**{**grid.__dict__, "before": "<|vision_start|>"})], "<|vision_end|>"
+
+
+_SRC = "transformers Qwen2VLImageProcessor (smart_resize) + PatchMerger"
+
+
+@register(
+    "qwen2-vl",
+    summary="Qwen2-VL: smart_resize to multiples of 28, 14 px patches merged 2x2",
+    source=_SRC,
+    min_pixels=3136,
+    max_pixels=12845056,
+)
+def qwen2_vl(canvas, min_pixels, max_pixels):
+    return _qwen(canvas, 14, 2, min_pixels, max_pixels)
+
+
+@register(
+    "qwen2.5-vl",
+    summary="Qwen2.5-VL: smart_resize to multiples of 28, 14 px patches merged 2x2",
+    source=_SRC,
+    min_pixels=3136,
+    max_pixels=12845056,
+)
+def qwen25_vl(canvas, min_pixels, max_pixels):
+    return _qwen(canvas, 14, 2, min_pixels, max_pixels)
+
+
+@register(
+    "qwen3-vl",
+    summary="Qwen3-VL: smart_resize to multiples of 32, 16 px patches merged 2x2",
+    source=_SRC,
+    min_pixels=65536,
+    max_pixels=16777216,
+)
+def qwen3_vl(canvas, min_pixels, max_pixels):
+    return _qwen(canvas, 16, 2, min_pixels, max_pixels)

@@ -1,0 +1,78 @@
+"""Shared checks for model profiles against the real transformers processors (offline, PIL backends).
+
+A check draws a white disc (the marker) on a black canvas at a position where, by the profile, the
+disc falls clearly inside one token of each grid that sees it, runs the real image processor, measures
+the marker's brightness per token in the processor's output (family-specific decoding of
+`pixel_values`, done by the caller), and asserts that the brightest token of each grid is the token on
+which `linebench.attention_map` puts the most mass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from linebench.grids import Layout
+from linebench.maps import MapParams, attention_map, target_areas
+
+CANVASES = [(448, 448), (640, 360), (360, 640), (500, 333), (1000, 180)]
+
+
+def disc(center, radius) -> dict:
+    return {"type": "disc", "center": [float(center[0]), float(center[1])], "radius": float(radius)}
+
+
+def marker_image(canvas: tuple[int, int], center, radius: float) -> Image.Image:
+    """A black RGB canvas with a white disc (PIL draws it; no anti-aliasing needed for an argmax)."""
+    img = Image.new("RGB", canvas, (0, 0, 0))
+    x, y = center
+    ImageDraw.Draw(img).ellipse([x - radius, y - radius, x + radius, y + radius], fill=(255, 255, 255))
+    return img
+
+
+def clear_positions(lay: Layout, n: int, radius: float, seed: int = 0, purity: float = 0.9):
+    """Up to `n` marker centres inside the canvas such that, in every grid, the disc either misses the
+    grid or puts >= `purity` of its in-grid area into one token."""
+    rng = np.random.default_rng(seed)
+    w, h = lay.canvas
+    out = []
+    for _ in range(200 * n):
+        c = (rng.uniform(radius + 2, w - radius - 2), rng.uniform(radius + 2, h - radius - 2))
+        areas = [target_areas([disc(c, radius)], g) for g in lay.grids]
+        if sum(a.sum() for a in areas) <= 0:
+            continue
+        if all(a.sum() == 0 or a.max() >= purity * a.sum() for a in areas):
+            out.append(c)
+            if len(out) == n:
+                break
+    assert out, f"no clear marker position for {lay.profile} at {lay.canvas}"
+    return out
+
+
+def expected_tokens(lay: Layout, center, radius: float) -> list[tuple[int, int] | None]:
+    """Per grid: the (row, col) where the map puts the most mass, or None when no target falls in it."""
+    maps = attention_map([disc(center, radius)], lay, MapParams())
+    areas = [target_areas([disc(center, radius)], g) for g in lay.grids]
+    return [None if a.sum() == 0 else np.unravel_index(int(np.argmax(m)), m.shape) for m, a in zip(maps, areas)]
+
+
+def assert_marker_lands(lay: Layout, brightness: list[np.ndarray], center, radius: float) -> None:
+    """`brightness[i]` is the marker's mean brightness per token of grid i, measured on the processor's
+    output; its argmax must be the map's argmax in every grid the marker falls in."""
+    assert [b.shape for b in brightness] == [g.shape for g in lay.grids], (
+        f"{lay.profile} {lay.canvas}: processor grids {[b.shape for b in brightness]} != profile {[g.shape for g in lay.grids]}"
+    )
+    for i, (b, want) in enumerate(zip(brightness, expected_tokens(lay, center, radius))):
+        if want is None:
+            continue
+        got = np.unravel_index(int(np.argmax(b)), b.shape)
+        assert tuple(got) == tuple(want), f"{lay.profile} {lay.canvas} grid {i} ({lay.grids[i].label}): marker at {center} in token {got}, map says {want}"
+
+
+def patch_means(img: np.ndarray, cell: int, rows: int, cols: int, y0: int = 0, x0: int = 0) -> np.ndarray:
+    """Mean over channels and cell x cell pixels of a [C, H, W] (or [H, W, C]) array, -> [rows, cols]."""
+    a = np.asarray(img, dtype=np.float64)
+    if a.shape[0] not in (1, 3):
+        a = a.transpose(2, 0, 1)
+    a = a.mean(axis=0)[y0 : y0 + rows * cell, x0 : x0 + cols * cell]
+    return a.reshape(rows, cell, cols, cell).mean(axis=(1, 3))
