@@ -108,7 +108,9 @@ def generate(
     difficulty: str = typer.Option("mixed", "--difficulty", "-d", help="A level (easy, medium, hard, ood), mixed (a level drawn per sample, ood excluded) or stratified (levels in turn, equal shares)."),
     knob: List[str] = typer.Option([], "--knob", "-k", help="Override a knob: NAME=VALUE or NAME=LO..HI (repeatable; see `linebench tasks`)."),
     canvas: str = typer.Option("448", "--canvas", help="Image size: WIDTH or WIDTHxHEIGHT px."),
-    maps: str = typer.Option("grid24,grid16", "--maps", help="Attention-map grids to store, comma-separated (gridN, gridRxC)."),
+    maps: str = typer.Option(
+        "grid24,grid16", "--maps", help="Attention maps to store, comma-separated model profiles (see `linebench grids`: llava-1.5, qwen2.5-vl, internvl, ...) or uniform grids (gridN, gridRxC)."
+    ),
     map_target: float = typer.Option(0.80, help="Map mass on target tokens."),
     map_neighbour: float = typer.Option(0.15, help="Map mass on the neighbours of target tokens."),
     map_floor: float = typer.Option(0.05, help="Map mass on every other token."),
@@ -320,6 +322,99 @@ def score(
     write_outputs({outputs["json"]: report.to_json(), outputs["markdown"]: report.to_markdown()})
     out_console.print(Text(summary(report)), soft_wrap=True)
     out_console.print(Text(f"wrote {outputs['json']} and {outputs['markdown']}"), soft_wrap=True)
+
+
+@app.command()
+@friendly
+def grids(
+    canvas: str = typer.Option("448", "--canvas", help="Image size: WIDTH or WIDTHxHEIGHT px."),
+    profile: List[str] = typer.Option([], "--profile", "-p", help="Only these profiles (repeatable; NAME or NAME:key=value)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON: every grid with its canvas edges."),
+) -> None:
+    """Print each model profile's token layout for a canvas: grids in token order and token counts."""
+    import json
+
+    from .grids import get_profile, layout, parse_profile, profile_names
+
+    size = parse_canvas(canvas)
+    names = profile or profile_names()
+    lays = [layout(name, size) for name in names]
+    if json_out:
+        out_console.print_json(json.dumps([
+            {
+                "profile": lay.profile,
+                "params": dict(lay.params),
+                "tokens": lay.num_tokens,
+                "placeholders": lay.num_placeholders,
+                "grids": [
+                    {"label": g.label, "rows": g.rows, "cols": g.cols, "newline": g.newline, "before": g.before,
+                     "x_edges": [round(float(v), 4) for v in g.x_edges], "y_edges": [round(float(v), 4) for v in g.y_edges]}
+                    for g in lay.grids
+                ],
+                "after": lay.after,
+            }
+            for lay in lays
+        ]))
+        return
+    table = Table(title=f"token layouts for a {size[0]}x{size[1]} canvas", title_justify="left")
+    table.add_column("profile", no_wrap=True)
+    table.add_column("grids in token order", overflow="fold")
+    table.add_column("tokens", justify="right")
+    table.add_column("in input_ids", justify="right")
+    table.add_column("preprocessing", overflow="fold")
+    for lay in lays:
+        name, _ = parse_profile(lay.profile)
+        summary = "uniform grid over the canvas" if name.startswith("grid") else get_profile(name).summary
+        if lay.params:
+            summary += " (" + ", ".join(f"{k}={v}" for k, v in lay.params.items()) + ")"
+        table.add_row(lay.profile, lay.describe().split(" = ")[0], str(lay.num_tokens), str(lay.num_placeholders), summary)
+    out_console.print(table)
+    out_console.print("'in input_ids' counts the image tokens the model's processor inserts (with per-row newline tokens). Parameters: NAME:key=value.")
+
+
+@app.command()
+@friendly
+def show(
+    folder: Path = typer.Argument(..., help="A dataset folder written by `linebench generate`."),
+    index: int = typer.Option(0, "--index", "-i", help="Row index within the split."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split (default: the folder's first)."),
+    maps: Optional[str] = typer.Option(None, "--maps", help="Profiles to show, comma-separated (default: the maps stored in the folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write (default: show-<row id>.png in the current folder)."),
+    map_target: Optional[float] = typer.Option(None, help="Map mass on target tokens (default: the row's)."),
+    map_neighbour: Optional[float] = typer.Option(None, help="Map mass on neighbours (default: the row's)."),
+    map_floor: Optional[float] = typer.Option(None, help="Map mass on every other token (default: the row's)."),
+    map_radius: Optional[int] = typer.Option(None, help="Neighbourhood radius in tokens (default: the row's)."),
+) -> None:
+    """Write a PNG of one sample with its attention map(s) over it (target / neighbour / floor)."""
+    import json
+
+    import cv2
+
+    from .dataset import read_row
+    from .maps import attention_map
+    from .show import decode, map_panels, sheet
+
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    row = read_row(folder, index, split)
+    stored = json.loads(row["params"]).get("maps", {}).get("profiles", [])
+    profiles = [p.strip() for p in maps.split(",") if p.strip()] if maps is not None else stored
+    if not profiles:
+        raise UsageError("--maps names no profile")
+    overrides = {k: v for k, v in {"target": map_target, "neighbour": map_neighbour, "floor": map_floor, "radius": map_radius}.items() if v is not None}
+    image = decode(row["image"])
+    panels = [panel for p in profiles for panel in map_panels(image, attention_map(row, p, **overrides))]
+    picture = sheet(panels, f"{row['id']}: {row['question']} -> {row['answer']}")
+    path = out or Path(f"show-{row['id']}.png")
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--out must end in .png, got {path}")
+    if not path.parent.is_dir():
+        raise UsageError(f"folder {path.parent} does not exist")
+    ok, data = cv2.imencode(".png", picture)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.tobytes())
+    os.replace(tmp, path)
+    out_console.print(f"wrote {path} ({', '.join(profiles)}; row {row['id']})")
 
 
 if __name__ == "__main__":  # pragma: no cover

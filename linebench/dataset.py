@@ -363,3 +363,28 @@ def task_of(manifest: dict[str, Any]) -> Task:
     if not name:
         raise UsageError("manifest.json names no task: not a linebench dataset folder")
     return get_task(name)
+
+
+def read_row(folder: Path, index: int, split: str | None = None) -> dict[str, Any]:
+    """Row `index` of `split` (default: the folder's first split) as a dict, image as PNG bytes."""
+    manifest = read_manifest(folder)
+    shards = manifest.get("shards", [])
+    splits = list(dict.fromkeys(s["split"] for s in shards))
+    split = split or (splits[0] if splits else "train")
+    if split not in splits:
+        raise UsageError(f"{folder} has no split {split!r} (it has {', '.join(splits) or 'none'})")
+    mine = [s for s in shards if s["split"] == split]
+    total = sum(int(s["rows"]) for s in mine)
+    if not 0 <= index < total:
+        raise UsageError(f"--index must be within 0..{total - 1} for split {split!r}, got {index}")
+    start = 0
+    for s in mine:
+        if index < start + int(s["rows"]):
+            table = pq.read_table(folder / s["path"])
+            row = table.slice(index - start, 1).to_pylist()[0]
+            image = row.get("image")
+            if isinstance(image, dict):
+                row["image"] = image.get("bytes")
+            return row
+        start += int(s["rows"])
+    raise AssertionError("unreachable")

@@ -96,10 +96,15 @@ class Layout:
 
     def describe(self) -> str:
         """One line: the grids in token order and the token counts."""
-        parts = []
+        parts: list[list] = []  # [text, count]: runs of alike grids (tiles) are counted, not listed
         for g in self.grids:
-            s = f"{g.label + ' ' if g.label else ''}{g.rows}x{g.cols}"
-            parts.append(s + ("+nl" if g.newline else ""))
+            kind = g.label.split(" ")[0] if g.label else ""
+            s = f"{kind + ' ' if kind else ''}{g.rows}x{g.cols}" + ("+newlines" if g.newline else "")
+            if parts and parts[-1][0] == s and kind == "tile":
+                parts[-1][1] += 1
+            else:
+                parts.append([s, 1])
+        parts = [f"{n} x {s}" if n > 1 else s for s, n in parts]
         extra = self.num_placeholders - self.num_tokens
         tail = f" (+{extra} newline)" if extra else ""
         return f"{' + '.join(parts)} = {self.num_tokens} tokens{tail}"

@@ -15,6 +15,7 @@ Shapes of one sample are disjoint, so the target area is the sum of their areas.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
@@ -23,7 +24,7 @@ import numpy as np
 
 from .errors import UsageError
 from .geometry import disc_cell_areas, polygon_cell_areas, rect_cell_areas
-from .grids import Layout, TokenGrid
+from .grids import Layout, TokenGrid, layout as make_layout
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,7 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def attention_map(
-    targets: Sequence[Mapping[str, Any]], layout: Layout, params: MapParams = MapParams()
-) -> list[np.ndarray]:
+def grid_maps(targets: Sequence[Mapping[str, Any]], layout: Layout, params: MapParams = MapParams()) -> list[np.ndarray]:
     """P(S) on every grid of `layout`: float64 arrays of each grid's shape, summing to 1 together."""
     areas = [target_areas(targets, g) for g in layout.grids]
     is_target = [a > 0 for a in areas]
@@ -99,3 +98,81 @@ def attention_map(
             p[(a <= 0) & ~nb] = mass[2] / n_floor
         out.append(p)
     return out
+
+
+# --------------------------------------------------------------------------- rows -> maps
+
+
+@dataclass(frozen=True)
+class AttentionMap:
+    """A map in a model's token order: `values` (float32, sums to 1) is flat, one value per visual token;
+    `shapes` gives each grid's (rows, cols) in order; `layout` says which canvas region each token
+    covers and how the tokens sit among the model's image placeholders (`layout.expand(values)`)."""
+
+    values: np.ndarray
+    shapes: tuple[tuple[int, int], ...]
+    layout: Layout
+
+    def grids(self) -> list[np.ndarray]:
+        """One [rows, cols] array per grid."""
+        return self.layout.split(self.values)
+
+
+def _geometry_and_params(source: Any) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """(geometry, stored map params) from a dataset row, a Scene, or a geometry dict."""
+    geometry = getattr(source, "geometry", source)
+    stored: dict[str, Any] = {}
+    if isinstance(geometry, Mapping) and "geometry" in geometry:  # a row
+        row = geometry
+        geometry = row["geometry"]
+        params = row.get("params")
+        if params is not None:
+            params = json.loads(params) if isinstance(params, str) else params
+            stored = {k: v for k, v in params.get("maps", {}).items() if k in MapParams.__dataclass_fields__}
+    if isinstance(geometry, (str, bytes)):
+        geometry = json.loads(geometry)
+    if not isinstance(geometry, Mapping) or "targets" not in geometry or "canvas" not in geometry:
+        raise UsageError("attention_map takes a linebench row, a Scene, or a geometry dict with 'canvas' and 'targets'")
+    return geometry, stored
+
+
+def attention_map(source: Any, profile: str | Layout, **map_params: float) -> AttentionMap:
+    """The ground-truth map of one sample in `profile`'s token order, from its stored geometry.
+
+    `source` is a row of any linebench dataset (a dict with `geometry`, as `datasets` returns it), a
+    `Scene`, or a geometry dict. `profile` is a profile string (`"qwen2.5-vl"`,
+    `"internvl:max_tiles=6"`, `"grid24"`; see `linebench grids`) or a `Layout`. `map_params`
+    (target, neighbour, floor, radius) default to the ones the row was generated with (so
+    `attention_map(row, "grid24").values` equals the stored `attn_grid24` column), else to MapParams().
+    """
+    geometry, stored = _geometry_and_params(source)
+    canvas = (int(geometry["canvas"][0]), int(geometry["canvas"][1]))
+    params = MapParams(**{**stored, **map_params})
+    lay = profile if isinstance(profile, Layout) else make_layout(profile, canvas)
+    if tuple(lay.canvas) != canvas:
+        raise UsageError(f"layout is for a {lay.canvas[0]}x{lay.canvas[1]} canvas, the sample's is {canvas[0]}x{canvas[1]}")
+    grids = grid_maps(geometry["targets"], lay, params)
+    values = np.concatenate([g.ravel() for g in grids]).astype(np.float32)
+    return AttentionMap(values, tuple(g.shape for g in lay.grids), lay)
+
+
+def map_transform(profile: str, *, column: str | None = None, only_new: bool = False, **map_params: float):
+    """A batched `datasets` transform adding `profile`'s map (flat float32 list per row) as `column`
+    (default `attn_<profile>`):
+
+        ds.with_transform(map_transform("qwen2.5-vl"))                       # on the fly, on access
+        ds.map(map_transform("qwen2.5-vl", only_new=True), batched=True)     # stored in a new column
+
+    `only_new=True` returns just the new column (what `ds.map` should add; returning the image column
+    too would make `map` re-encode every image).
+    """
+    name = column or f"attn_{profile}"
+    make_layout(profile, (448, 448))  # a bad profile fails here, not on the first batch
+
+    def transform(batch: Mapping[str, list]) -> dict[str, list]:
+        n = len(batch["geometry"])
+        rows = [{"geometry": batch["geometry"][i], "params": batch["params"][i] if "params" in batch else None} for i in range(n)]
+        new = [attention_map(r, profile, **map_params).values for r in rows]
+        return {name: new} if only_new else {**batch, name: new}
+
+    return transform

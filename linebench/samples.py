@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import CORE_VERSION
-from .grids import DEFAULT_MAPS, layout
+from .grids import DEFAULT_MAPS
 from .maps import MapParams, attention_map
 from .render import encode_png, rasterise
 from .errors import GenerationError
@@ -92,14 +92,12 @@ def sample_params(spec: RunSpec, task: Task, level: str) -> dict[str, Any]:
 
 
 def scene_maps(scene_geometry: Mapping[str, Any], profiles: tuple[str, ...], map_params: MapParams) -> dict[str, np.ndarray]:
-    """`attn_<profile>` arrays (float32, each summing to 1) from a scene's stored geometry."""
-    canvas = tuple(scene_geometry["canvas"])
+    """`attn_<profile>` arrays (float32, each summing to 1) from a scene's stored geometry: [rows, cols]
+    for a one-grid layout, [1, tokens] (token order) for several grids."""
     out = {}
     for name in profiles:
-        lay = layout(name, canvas)
-        grids = attention_map(scene_geometry["targets"], lay, map_params)
-        arr = grids[0] if len(grids) == 1 else np.concatenate([g.ravel() for g in grids])[None, :]
-        out[f"attn_{name}"] = arr.astype(np.float32)
+        m = attention_map(scene_geometry, name, **map_params.to_dict())
+        out[f"attn_{name}"] = m.values.reshape(m.shapes[0] if len(m.shapes) == 1 else (1, -1))
     return out
 
 

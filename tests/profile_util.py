@@ -4,7 +4,7 @@ A check draws a white disc (the marker) on a black canvas at a position where, b
 disc falls clearly inside one token of each grid that sees it, runs the real image processor, measures
 the marker's brightness per token in the processor's output (family-specific decoding of
 `pixel_values`, done by the caller), and asserts that the brightest token of each grid is the token on
-which `linebench.attention_map` puts the most mass.
+which `linebench.attention_map` (maps.grid_maps) puts the most mass.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from linebench.grids import Layout
-from linebench.maps import MapParams, attention_map, target_areas
+from linebench.maps import MapParams, grid_maps, target_areas
 
 CANVASES = [(448, 448), (640, 360), (360, 640), (500, 333), (1000, 180)]
 
@@ -51,7 +51,7 @@ def clear_positions(lay: Layout, n: int, radius: float, seed: int = 0, purity: f
 
 def expected_tokens(lay: Layout, center, radius: float) -> list[tuple[int, int] | None]:
     """Per grid: the (row, col) where the map puts the most mass, or None when no target falls in it."""
-    maps = attention_map([disc(center, radius)], lay, MapParams())
+    maps = grid_maps([disc(center, radius)], lay, MapParams())
     areas = [target_areas([disc(center, radius)], g) for g in lay.grids]
     return [None if a.sum() == 0 else np.unravel_index(int(np.argmax(m)), m.shape) for m, a in zip(maps, areas)]
 

@@ -11,7 +11,7 @@ import pytest
 from linebench import geometry as geo
 from linebench.errors import UsageError
 from linebench.grids import layout
-from linebench.maps import attention_map, target_areas
+from linebench.maps import grid_maps, target_areas
 from linebench.render import Disc, Polygon, Polyline, Text, decode_png, encode_png, rasterise
 from linebench.samples import RowMaker, RunSpec
 from linebench.tasks import ParamSpec, get_task, resolve_params
@@ -222,7 +222,7 @@ def test_target_map_sums_to_one_and_sits_on_the_answer_cell(profile):
     for s in batch:
         g = s.geometry
         lay = layout(profile, s.canvas)
-        (p,) = attention_map(g["targets"], lay)
+        (p,) = grid_maps(g["targets"], lay)
         assert p.sum() == pytest.approx(1.0, abs=1e-12)
         target = g["markers"][g["query"]["marker"]]
         (t,) = g["targets"]

@@ -3,14 +3,14 @@ import pytest
 
 from linebench.errors import UsageError
 from linebench.grids import layout, uniform_grid
-from linebench.maps import MapParams, attention_map, target_areas
+from linebench.maps import MapParams, grid_maps, target_areas
 
 
 def test_three_levels_and_masses():
     lay = layout("grid8", (80, 80))  # 10 px cells
     targets = [{"type": "rect", "box": [22.0, 22.0, 28.0, 28.0]}]  # inside cell (2, 2)
     p = MapParams(target=0.7, neighbour=0.2, floor=0.1, radius=1)
-    (m,) = attention_map(targets, lay, p)
+    (m,) = grid_maps(targets, lay, p)
     assert m.shape == (8, 8)
     assert m.sum() == pytest.approx(1.0, abs=1e-12)
     assert m[2, 2] == pytest.approx(0.7)
@@ -26,7 +26,7 @@ def test_target_mass_follows_exact_area():
     lay = layout("grid4", (40, 40))
     # 6 px of the box in column 0, 4 px in column 1, same rows
     targets = [{"type": "rect", "box": [4.0, 12.0, 14.0, 18.0]}]
-    (m,) = attention_map(targets, lay, MapParams(target=1.0, neighbour=0.0, floor=0.0, radius=1))
+    (m,) = grid_maps(targets, lay, MapParams(target=1.0, neighbour=0.0, floor=0.0, radius=1))
     assert m[1, 0] == pytest.approx(0.6)
     assert m[1, 1] == pytest.approx(0.4)
     assert m.sum() == pytest.approx(1.0)
@@ -41,13 +41,13 @@ def test_disc_and_rect_targets_add():
 def test_empty_level_mass_is_redistributed():
     lay = layout("grid2", (20, 20))
     # target covers all four cells: no neighbours, no floor
-    (m,) = attention_map([{"type": "rect", "box": [0, 0, 20, 20]}], lay, MapParams())
+    (m,) = grid_maps([{"type": "rect", "box": [0, 0, 20, 20]}], lay, MapParams())
     np.testing.assert_allclose(m, 0.25)
 
 
 def test_non_square_grid_and_canvas():
     lay = layout("grid3x5", (500, 300))
-    (m,) = attention_map([{"type": "disc", "center": [450.0, 250.0], "radius": 10.0}], lay)
+    (m,) = grid_maps([{"type": "disc", "center": [450.0, 250.0], "radius": 10.0}], lay)
     assert m.shape == (3, 5)
     assert np.unravel_index(m.argmax(), m.shape) == (2, 4)
     assert m.sum() == pytest.approx(1.0)
@@ -80,7 +80,7 @@ def test_cells_the_disc_does_not_reach_are_exactly_zero():
 
 
 def test_radius_wider_than_the_grid_and_non_finite_masses():
-    (m,) = attention_map([{"type": "rect", "box": [0, 0, 5, 5]}], layout("grid4", (40, 40)), MapParams(radius=30))
+    (m,) = grid_maps([{"type": "rect", "box": [0, 0, 5, 5]}], layout("grid4", (40, 40)), MapParams(radius=30))
     # every other token is a neighbour: no floor tokens, so the floor mass is redistributed
     assert m.sum() == pytest.approx(1.0) and m[0, 0] == pytest.approx(0.8 / 0.95)
     with pytest.raises(UsageError):
@@ -94,5 +94,5 @@ def test_polygon_target_areas_and_map():
     area = target_areas([{"type": "polygon", "points": poly}], lay.grids[0])
     assert area[0, 0] == pytest.approx(100.0) and area[0, 1] == pytest.approx(50.0)
     assert np.count_nonzero(area) == 2
-    (m,) = attention_map([{"type": "polygon", "points": poly}], lay, MapParams(target=0.9, neighbour=0.05, floor=0.05))
+    (m,) = grid_maps([{"type": "polygon", "points": poly}], lay, MapParams(target=0.9, neighbour=0.05, floor=0.05))
     assert m.sum() == pytest.approx(1.0) and m[0, 0] == pytest.approx(0.6) and m[0, 1] == pytest.approx(0.3)
