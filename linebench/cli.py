@@ -16,6 +16,7 @@ from rich.text import Text
 
 from . import __version__
 from .errors import LinebenchError, UsageError
+from .grids import DEFAULT_MAPS
 
 app = typer.Typer(
     help="Synthetic visual-grounding benchmarks with exact geometry and ground-truth attention maps.",
@@ -108,8 +109,11 @@ def generate(
     difficulty: str = typer.Option("mixed", "--difficulty", "-d", help="A level (easy, medium, hard, ood), mixed (a level drawn per sample, ood excluded) or stratified (levels in turn, equal shares)."),
     knob: List[str] = typer.Option([], "--knob", "-k", help="Override a knob: NAME=VALUE or NAME=LO..HI (repeatable; see `linebench tasks`)."),
     canvas: str = typer.Option("448", "--canvas", help="Image size: WIDTH or WIDTHxHEIGHT px."),
-    maps: str = typer.Option(
-        "grid24,grid16", "--maps", help="Attention maps to store, comma-separated model profiles (see `linebench grids`: llava-1.5, qwen2.5-vl, internvl, ...) or uniform grids (gridN, gridRxC)."
+    maps: Optional[str] = typer.Option(
+        None,
+        "--maps",
+        help=f"Attention maps to store, comma-separated model profiles (see `linebench grids`) or uniform grids (gridN, gridRxC). Default: {','.join(DEFAULT_MAPS)} (llava-1.5-pad on a non-square canvas, where llava-1.5 crops).",
+        show_default=False,
     ),
     map_target: float = typer.Option(0.80, help="Map mass on target tokens."),
     map_neighbour: float = typer.Option(0.15, help="Map mass on the neighbours of target tokens."),
@@ -122,7 +126,7 @@ def generate(
 ) -> None:
     """Generate a dataset folder that `datasets.load_dataset(FOLDER)` loads."""
     from .dataset import generate as run
-    from .grids import layout
+    from .grids import default_maps, layout
     from .maps import MapParams
     from .samples import SPLITS, RunSpec
     from .tasks import ParamSpec, get_task, parse_overrides
@@ -149,7 +153,9 @@ def generate(
         raise UsageError(f"--n must be positive, got {n}")
     t = get_task(task)
     size = parse_canvas(canvas)
-    profiles = tuple(p.strip() for p in maps.split(",") if p.strip())
+    profiles = tuple(p.strip() for p in maps.split(",") if p.strip()) if maps is not None else default_maps(size)
+    if not profiles:
+        raise UsageError("--maps names no profile")
     for p in profiles:
         layout(p, size)
     spec = RunSpec(
@@ -330,6 +336,7 @@ def grids(
     canvas: str = typer.Option("448", "--canvas", help="Image size: WIDTH or WIDTHxHEIGHT px."),
     profile: List[str] = typer.Option([], "--profile", "-p", help="Only these profiles (repeatable; NAME or NAME:key=value)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON: every grid with its canvas edges."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print a markdown table (as in docs/attention-maps.md)."),
 ) -> None:
     """Print each model profile's token layout for a canvas: grids in token order and token counts."""
     import json
@@ -356,18 +363,24 @@ def grids(
             for lay in lays
         ]))
         return
-    table = Table(title=f"token layouts for a {size[0]}x{size[1]} canvas", title_justify="left")
-    table.add_column("profile", no_wrap=True)
-    table.add_column("grids in token order", overflow="fold")
-    table.add_column("tokens", justify="right")
-    table.add_column("in input_ids", justify="right")
-    table.add_column("preprocessing", overflow="fold")
+    header = ("profile", "grids in token order", "tokens", "in input_ids", "preprocessing")
+    rows = []
     for lay in lays:
         name, _ = parse_profile(lay.profile)
         summary = "uniform grid over the canvas" if name.startswith("grid") else get_profile(name).summary
         if lay.params:
             summary += " (" + ", ".join(f"{k}={v}" for k, v in lay.params.items()) + ")"
-        table.add_row(lay.profile, lay.describe().split(" = ")[0], str(lay.num_tokens), str(lay.num_placeholders), summary)
+        rows.append((lay.profile, lay.describe().split(" = ")[0], str(lay.num_tokens), str(lay.num_placeholders), summary))
+    if markdown:
+        print("| " + " | ".join(header) + " |\n|---|---|--:|--:|---|")
+        for r in rows:
+            print("| " + " | ".join(f"`{c}`" if i == 0 else c.replace("|", "\\|") for i, c in enumerate(r)) + " |")
+        return
+    table = Table(title=f"token layouts for a {size[0]}x{size[1]} canvas", title_justify="left")
+    for i, col in enumerate(header):
+        table.add_column(col, no_wrap=i == 0, justify="right" if i in (2, 3) else "left", overflow="fold")
+    for r in rows:
+        table.add_row(*r)
     out_console.print(table)
     out_console.print("'in input_ids' counts the image tokens the model's processor inserts (with per-row newline tokens). Parameters: NAME:key=value.")
 

@@ -31,9 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
-from .errors import GenerationError, UsageError
-from .grids import grid_shape
-from .samples import RowMaker, RunSpec, generator_version
+from .errors import GenerationError, MapError, UsageError
+from .grids import grid_shape, layout
+from .samples import RowMaker, RunSpec, generator_version, scene_maps
 from .tasks import Task, get_task
 
 RUN_FILE = ".linebench-run.json"
@@ -247,14 +247,34 @@ def preflight(specs: Sequence[RunSpec]):
             raise UsageError(f"--seed must be >= 0, got {spec.seed}")
         if (spec.task, spec.params.canvas, spec.maps) != (first.task, first.params.canvas, first.maps):
             raise UsageError("every split of a folder needs the same task, canvas and maps (they share one schema)")
+        check_coverage(spec.maps, spec.params.canvas)
         maker = RowMaker(spec)  # resolves and checks the parameters of every level
         for level, params in maker.params.items():
             for probe in range(PROBES):  # several scenes: knobs drawn per sample differ between them
                 try:
-                    maker.task.sample(np.random.default_rng(probe), params)
-                except GenerationError as e:
+                    scene = maker.task.sample(np.random.default_rng(probe), params)
+                    scene_maps(scene.geometry, spec.maps, spec.map_params)
+                except (GenerationError, MapError) as e:
                     raise UsageError(f"difficulty {level!r}: {e}") from None
     return features(first)  # also validates the map profiles
+
+
+COVERAGE = 0.98  # a layout must see this share of the canvas width and height
+
+
+def check_coverage(profiles: Sequence[str], canvas: tuple[int, int]) -> None:
+    """Refuse profiles that crop the canvas (e.g. llava-1.5 on a wide canvas): targets in the cropped
+    parts would have no token. Small unseen margins (SigLIP-384's last 6 px) are fine."""
+    w, h = canvas
+    for name in profiles:
+        grids = layout(name, canvas).grids
+        seen_w = (min(w, max(g.x_edges[-1] for g in grids)) - max(0.0, min(g.x_edges[0] for g in grids))) / w
+        seen_h = (min(h, max(g.y_edges[-1] for g in grids)) - max(0.0, min(g.y_edges[0] for g in grids))) / h
+        if min(seen_w, seen_h) < COVERAGE:
+            raise UsageError(
+                f"map profile {name} sees only {100 * seen_w:.0f}% x {100 * seen_h:.0f}% of a {w}x{h} canvas (it crops), "
+                "so some targets would have no token; use a square canvas or a padding profile (e.g. llava-1.5-pad)"
+            )
 
 
 def generate(

@@ -11,3 +11,7 @@ class UsageError(LinebenchError):
 
 class GenerationError(LinebenchError):
     """A task could not produce a valid sample with the given parameters."""
+
+
+class MapError(LinebenchError):
+    """A sample's targets are seen by no token of a layout (a model that crops the canvas)."""

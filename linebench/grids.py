@@ -156,7 +156,17 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {}
-DEFAULT_MAPS = ("grid24", "grid16")
+# Stored by `linebench generate` unless --maps says otherwise: a model-free grid and the most used
+# families (any other profile can be added later from the stored geometry: linebench.attention_map).
+DEFAULT_MAPS = ("grid24", "llava-1.5", "qwen2.5-vl", "internvl")
+
+
+def default_maps(canvas: tuple[int, int]) -> tuple[str, ...]:
+    """DEFAULT_MAPS, with llava-1.5-pad for llava-1.5 on a non-square canvas (where llava-1.5's centre
+    crop would leave targets without a token). On a square canvas the two are the same map."""
+    if canvas[0] == canvas[1]:
+        return DEFAULT_MAPS
+    return tuple("llava-1.5-pad" if m == "llava-1.5" else m for m in DEFAULT_MAPS)
 _UNIFORM = re.compile(r"grid(\d+)(?:x(\d+))?$")
 _loaded = False
 

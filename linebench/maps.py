@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import MapError, UsageError
 from .geometry import disc_cell_areas, polygon_cell_areas, rect_cell_areas
 from .grids import Layout, TokenGrid, layout as make_layout
 
@@ -86,7 +86,8 @@ def grid_maps(targets: Sequence[Mapping[str, Any]], layout: Layout, params: MapP
     n_neigh = sum(int(m.sum()) for m in is_neigh)
     n_floor = layout.num_tokens - sum(int(t.sum()) for t in is_target) - n_neigh
     if total_area <= 0:
-        raise ValueError("the targets cover no token of this layout")
+        w, h = layout.canvas
+        raise MapError(f"the targets lie outside every token of {layout.profile} on a {w}x{h} canvas")
     mass = np.array([params.target, params.neighbour if n_neigh else 0.0, params.floor if n_floor else 0.0])
     mass /= mass.sum()
     out = []

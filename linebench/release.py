@@ -6,7 +6,7 @@ A spec file (TOML):
     task = "tracing"
     seed = 0
     canvas = [448, 448]
-    maps = ["grid24", "grid16"]
+    maps = ["grid24", "llava-1.5", "qwen2.5-vl", "internvl"]
     shard_size = 1000
     [knobs]                      # optional: knob overrides for every split
     [map_params]                 # optional: target / neighbour / floor / radius
@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import UsageError
-from .grids import DEFAULT_MAPS
+from .grids import default_maps
 from .maps import MapParams
 from .samples import SPLITS, RunSpec
 from .tasks import ParamSpec, get_task, parse_value
@@ -140,7 +140,7 @@ def load_release(text: str) -> Release:
         if type(value) is not int or value < (0 if key == "seed" else 1):
             raise UsageError(f"{where} {key} must be a {'non-negative' if key == 'seed' else 'positive'} integer, got {value!r}")
     if not isinstance(d.get("maps", []), list):
-        raise UsageError(f"{where} maps must be a list of grid names")
+        raise UsageError(f"{where} maps must be a list of map profile names")
     canvas = d.get("canvas", [448, 448])
     if not (isinstance(canvas, list) and len(canvas) == 2 and all(type(v) is int and v > 0 for v in canvas)):
         raise UsageError(f"{where} canvas must be [width, height] in px, got {canvas!r}")
@@ -150,7 +150,7 @@ def load_release(text: str) -> Release:
             task=task.name,
             seed=int(d.get("seed", 0)),
             canvas=(int(canvas[0]), int(canvas[1])),
-            maps=tuple(d.get("maps", DEFAULT_MAPS)),
+            maps=tuple(d["maps"]) if "maps" in d else default_maps((int(canvas[0]), int(canvas[1]))),
             shard_size=int(d.get("shard_size", 1000)),
             knobs=knobs,
             map_params=MapParams(**d.get("map_params", {})),

@@ -14,10 +14,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import CORE_VERSION
-from .grids import DEFAULT_MAPS
+from .grids import default_maps
 from .maps import MapParams, attention_map
 from .render import encode_png, rasterise
-from .errors import GenerationError
+from .errors import GenerationError, MapError
 from .tasks import STRATIFIED, ParamSpec, Scene, Task, get_task, levels_for, resolve_params
 
 SPLITS = ("train", "validation", "test", "ood")
@@ -54,8 +54,12 @@ class RunSpec:
     n: int = 1000
     seed: int = 0
     params: ParamSpec = field(default_factory=ParamSpec)
-    maps: tuple[str, ...] = DEFAULT_MAPS
+    maps: tuple[str, ...] | None = None  # None: grids.default_maps(canvas)
     map_params: MapParams = field(default_factory=MapParams)
+
+    def __post_init__(self) -> None:
+        if self.maps is None:
+            object.__setattr__(self, "maps", default_maps(self.params.canvas))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,5 +159,8 @@ class RowMaker:
         row["attempts"] = scene.attempts
         row["params"] = dumps(params)
         row["geometry"] = dumps(scene.geometry)
-        row.update(scene_maps(scene.geometry, spec.maps, spec.map_params))
+        try:
+            row.update(scene_maps(scene.geometry, spec.maps, spec.map_params))
+        except MapError as e:
+            raise GenerationError(f"row {self.row_id(index)} ({level}): {e}") from None
         return row

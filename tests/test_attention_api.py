@@ -20,7 +20,7 @@ from linebench.samples import RowMaker, RunSpec
 from linebench.tasks import ParamSpec
 
 CLI = str(Path(sys.executable).parent / "linebench")
-MAPS = ("grid24", "qwen2.5-vl", "llava-1.5", "internvl")
+MAPS = ("grid24", "qwen2.5-vl", "llava-1.5-pad", "internvl")
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +136,27 @@ def test_show_bad_input(model_maps, tmp_path, args, message):
 def test_generate_refuses_a_bad_profile_parameter(tmp_path):
     r = subprocess.run([CLI, "generate", "--n", "2", "--maps", "qwen2.5-vl:max_tiles=3", "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2 and "no parameter 'max_tiles'" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_cropping_profile_is_refused_on_a_wide_canvas(tmp_path):
+    from linebench.errors import MapError, UsageError
+
+    spec = RunSpec("tracing", n=4, params=ParamSpec((640, 360), "mixed", {}), maps=("llava-1.5",))
+    with pytest.raises(UsageError, match="sees only 56% x 100% of a 640x360 canvas"):
+        generate(spec, tmp_path / "o", workers=1)
+    assert not (tmp_path / "o").exists()
+    # padding instead of cropping sees everything
+    generate(RunSpec("tracing", n=4, params=ParamSpec((640, 360), "mixed", {}), maps=("llava-1.5-pad",)), tmp_path / "p", workers=1)
+    # the API says which profile lost the targets
+    geo = {"canvas": [640, 360], "targets": [{"type": "disc", "center": [20, 180], "radius": 5}]}
+    with pytest.raises(MapError, match="outside every token of llava-1.5 on a 640x360 canvas"):
+        linebench.attention_map(geo, "llava-1.5")
+
+
+def test_grids_markdown_lists_every_profile():
+    from linebench.grids import profile_names
+
+    r = subprocess.run([CLI, "grids", "--markdown"], capture_output=True, text=True)
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("| profile |") and len(lines) == 2 + len(profile_names())
+    assert all(f"| `{n}` |" in r.stdout for n in profile_names())

@@ -32,7 +32,7 @@ def test_load_dataset_round_trip(small_dataset):
     assert ds.features["curves"].dtype == "int32" and ds.features["same_colour"].dtype == "bool"
     row = ds[0]
     assert row["image"].size == (448, 448) and row["image"].mode == "RGB"
-    for name, n in (("attn_grid24", 24), ("attn_grid16", 16)):
+    for name, n in (("attn_grid24", 24), ("attn_llava-1.5", 24), ("attn_qwen2.5-vl", 16), ("attn_internvl", 16)):
         m = np.asarray(row[name], dtype=np.float32)
         assert m.shape == (n, n) and abs(m.sum() - 1) < 1e-5
     assert len(set(ds["id"])) == 48
