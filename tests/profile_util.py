@@ -50,10 +50,12 @@ def clear_positions(lay: Layout, n: int, radius: float, seed: int = 0, purity: f
 
 
 def expected_tokens(lay: Layout, center, radius: float) -> list[tuple[int, int] | None]:
-    """Per grid: the (row, col) where the map puts the most mass, or None when no target falls in it."""
+    """Per grid: the target token (row, col) on which the map puts the most mass, or None when no target
+    falls in the grid. (Restricted to target tokens: where only a sliver of the disc falls in a grid,
+    a neighbour token can hold more mass than that sliver's token.)"""
     maps = grid_maps([disc(center, radius)], lay, MapParams())
     areas = [target_areas([disc(center, radius)], g) for g in lay.grids]
-    return [None if a.sum() == 0 else np.unravel_index(int(np.argmax(m)), m.shape) for m, a in zip(maps, areas)]
+    return [None if a.sum() == 0 else np.unravel_index(int(np.argmax(np.where(a > 0, m, -1))), m.shape) for m, a in zip(maps, areas)]
 
 
 def assert_marker_lands(lay: Layout, brightness: list[np.ndarray], center, radius: float) -> None:

@@ -1,0 +1,183 @@
+"""`internvl` profile vs the real transformers code (offline, CPU, no weights).
+
+- Token counts and tile order: `GotOcr2ImageProcessorPil` with crop_to_patches=True (what
+  `InternVLProcessor` passes), 448 px tiles, min/max patches from the profile parameters.
+- Prompt text: `InternVLProcessor.replace_image_token`. The processor itself cannot be built here
+  (its `InternVLVideoProcessor` requires torchvision), so its method is called on a stand-in that
+  carries the tokenizer's `<img>` / `</img>` / `<IMG_CONTEXT>` tokens.
+- Token order inside a tile: `InternVLModel.get_image_features` of a tiny random-config model whose
+  patch embedding is set to "mean brightness of the 14 px patch" (zero CLS and position embeddings, no
+  encoder layers, identity projector), so the real CLS drop, reshape and `pixel_shuffle` decide which
+  feature lands at which position of the sequence the LLM receives.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from linebench.errors import UsageError
+from linebench.grids import layout
+from linebench.maps import target_areas
+from profile_util import CANVASES, assert_marker_lands, clear_positions, disc, expected_tokens, marker_image
+
+pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+from PIL import Image  # noqa: E402
+from transformers import GotOcr2ImageProcessorPil, InternVLConfig, InternVLModel, InternVLProcessor  # noqa: E402
+
+TILE, TOKENS = 448, 256
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # InternVL3-*-hf preprocessor_config
+EXTREME = [(20, 30), (3000, 2000), (448, 896), (4000, 60), (60, 1500), (700, 700), (1800, 900)]  # last two: ties won by more tiles
+PARAMS = [{}, {"max_tiles": 6}, {"min_tiles": 3, "max_tiles": 9}, {"max_tiles": 1}]
+
+
+def processor(lay):
+    p = lay.params
+    return GotOcr2ImageProcessorPil(
+        size={"height": TILE, "width": TILE}, crop_to_patches=True, min_patches=p["min_tiles"], max_patches=p["max_tiles"],
+        resample=3, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+    )
+
+
+def prompt_text(num_patches: int) -> str:
+    stand_in = SimpleNamespace(start_image_token="<img>", end_image_token="</img>", image_token="<IMG_CONTEXT>", image_seq_length=TOKENS)
+    return InternVLProcessor.replace_image_token(stand_in, {"num_patches": [num_patches]}, 0)
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
+@pytest.mark.parametrize("canvas", CANVASES + EXTREME)
+def test_internvl_token_count_and_text_match_processor(canvas, params):
+    lay = layout("internvl", canvas, **params)
+    proc = processor(lay)
+    out = proc(images=[Image.new("RGB", canvas)], return_tensors="np")
+    n = int(out["num_patches"][0])
+    assert out["pixel_values"].shape == (n, 3, TILE, TILE)
+    assert proc.get_number_of_image_patches(canvas[1], canvas[0], {"crop_to_patches": True}) == n
+    assert len(lay.grids) == n and all(g.shape == (16, 16) and not g.newline for g in lay.grids)
+    assert lay.num_tokens == lay.num_placeholders == n * TOKENS
+    assert "".join(g.before + "<IMG_CONTEXT>" * g.size for g in lay.grids) + lay.after == prompt_text(n)
+    if n > 1:
+        assert lay.grids[-1].label == "thumbnail"
+
+
+def test_internvl_tiling_matches_got_ocr2_on_random_canvases():
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
+
+    rng = np.random.default_rng(5)
+    sizes = [tuple(int(v) for v in rng.integers(1, 5000, size=2)) for _ in range(300)]
+    sizes += [tuple(int(v) for v in np.exp(rng.uniform(0, np.log(6000), size=2))) for _ in range(300)]
+    sizes += [(k * 448, j * 448) for k in range(1, 7) for j in range(1, 7)] + [(k * 300, j * 300) for k in range(1, 7) for j in range(1, 7)]
+    for params in [{}, {"max_tiles": 6}, {"min_tiles": 4, "max_tiles": 12}, {"max_tiles": 24}, {"max_tiles": 1}]:
+        p = layout("internvl", (448, 448), **params).params
+        proc = processor(layout("internvl", (448, 448), **params))
+        for w, h in sizes:
+            lay = layout("internvl", (w, h), **params)
+            assert len(lay.grids) == proc.get_number_of_image_patches(h, w, {}), (params, (w, h))
+            if len(lay.grids) > 1:
+                cols, rows = get_optimal_tiled_canvas((h, w), (TILE, TILE), p["min_tiles"], p["max_tiles"])
+                assert lay.grids[-2].label == f"tile {rows},{cols}"
+
+
+def test_internvl_documented_counts_and_parameters():
+    assert layout("internvl", (448, 448)).num_tokens == 256  # 1x1: no thumbnail
+    assert [g.label for g in layout("internvl", (640, 360)).grids] == ["tile 1,1", "tile 1,2", "thumbnail"]
+    assert layout("internvl", (1000, 180)).num_tokens == 7 * 256  # 6x1 tiles + thumbnail
+    assert layout("internvl:max_tiles=6", (1000, 180)).profile == "internvl:max_tiles=6"
+    assert layout("internvl:max_tiles=12:min_tiles=1", (1000, 180)).profile == "internvl"
+    with pytest.raises(UsageError):
+        layout("internvl:max_tiles=0", (448, 448))
+
+
+@pytest.fixture(scope="module")
+def vision():
+    """Tiny InternVLModel whose get_image_features returns, per token, the brightness of its patches."""
+    cfg = InternVLConfig(
+        vision_config=dict(
+            hidden_size=4, num_hidden_layers=0, num_attention_heads=1, intermediate_size=8, image_size=TILE, patch_size=14
+        ),
+        text_config=dict(
+            model_type="qwen2", hidden_size=8, num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1, intermediate_size=8, vocab_size=16
+        ),
+    )
+    assert cfg.downsample_ratio == 0.5 and cfg.vision_feature_select_strategy == "default" and cfg.vision_feature_layer == -1
+    model = InternVLModel(cfg).eval()
+    emb = model.vision_tower.embeddings
+    with torch.no_grad():
+        emb.patch_embeddings.projection.weight.fill_(1.0 / (3 * 14 * 14))
+        emb.patch_embeddings.projection.bias.zero_()
+        emb.cls_token.zero_()
+        emb.position_embeddings.zero_()
+    model.multi_modal_projector = torch.nn.Identity()
+
+    def features(pixel_values: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = model.get_image_features(
+                pixel_values=torch.as_tensor(pixel_values), vision_feature_layer=cfg.vision_feature_layer,
+                vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+            )
+        feats = out.pooler_output  # [tiles, 256, 4 * hidden], in the order the LLM receives them
+        assert feats.shape[1] == TOKENS
+        return feats.mean(-1).reshape(-1).numpy()
+
+    return SimpleNamespace(model=model, features=features)
+
+
+def test_internvl_pixel_shuffle_merges_2x2_blocks_in_raster_order(vision):
+    """Patch (i, j) of a tile carries the value i * 32 + j: token k must hold patches (2r..2r+1, 2c..2c+1)
+    with (r, c) = divmod(k, 16)."""
+    x = torch.arange(32 * 32, dtype=torch.float32).reshape(1, 32, 32, 1).repeat(1, 1, 1, 2)
+    y = vision.model.pixel_shuffle(x, scale_factor=vision.model.config.downsample_ratio).reshape(1, -1, 8)[0]
+    for k in range(TOKENS):
+        r, c = divmod(k, 16)
+        want = {(2 * r + a) * 32 + 2 * c + b for a in (0, 1) for b in (0, 1)}
+        assert set(y[k].int().tolist()) == want
+
+
+def marker_radius(lay, most: float = 6.0) -> float:
+    """A third of the smallest token side (canvas px) over all grids, at most `most`."""
+    side = min(min(np.diff(g.x_edges).min(), np.diff(g.y_edges).min()) for g in lay.grids)
+    return min(most, side / 3)
+
+
+def marker_positions(lay, n: int, radius: float, seed: int) -> list:
+    """`clear_positions` whose disc puts, in every grid it touches, at least a quarter of its area (a
+    sliver along a tile edge would leave the map's argmax on a neighbour token)."""
+    full = np.pi * radius**2
+    out = []
+    for c in clear_positions(lay, 10 * n, radius, seed=seed):
+        areas = [target_areas([disc(c, radius)], g).sum() for g in lay.grids]
+        if all(a == 0 or a >= 0.25 * full for a in areas):
+            out.append(c)
+            if len(out) == n:
+                break
+    assert out, f"no marker position for {lay.profile} at {lay.canvas}"
+    return out
+
+
+def dark_grids_stay_dark(lay, brightness, center, radius):
+    """Grids the marker misses (per the profile) show at most a quarter of the weakest lit grid's peak."""
+    want = expected_tokens(lay, center, radius)
+    excess = [b.max() - np.median(b) for b in brightness]
+    lit = [e for e, w in zip(excess, want) if w is not None]
+    for i, (e, w) in enumerate(zip(excess, want)):
+        if w is None:
+            assert e < 0.25 * min(lit), f"{lay.profile} {lay.canvas}: marker at {center} seen in {lay.grids[i].label}"
+
+
+@pytest.mark.parametrize("params", [{}, {"max_tiles": 6}])
+@pytest.mark.parametrize("canvas", CANVASES + [(448, 896), (3000, 2000), (60, 1500)])
+def test_internvl_marker_lands_in_mapped_token(canvas, params, vision):
+    lay = layout("internvl", canvas, **params)
+    proc = processor(lay)
+    radius = marker_radius(lay)
+    centers = marker_positions(lay, 3, radius, seed=sum(canvas))
+    out = proc(images=[marker_image(canvas, c, radius) for c in centers], return_tensors="np")
+    assert out["num_patches"].tolist() == [len(lay.grids)] * len(centers)
+    flat = vision.features(out["pixel_values"]).reshape(len(centers), -1)  # images one after the other
+    for c, f in zip(centers, flat):
+        brightness = lay.split(f)
+        assert_marker_lands(lay, brightness, c, radius)
+        dark_grids_stay_dark(lay, brightness, c, radius)
