@@ -118,7 +118,8 @@ def write_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str
     for name, feat in feats.items():
         if isinstance(feat, Array2D):
             kind = f"Array2D{tuple(feat.shape)} float32"
-            desc = f"ground-truth attention map P(S) on the `{name[5:]}` token grid; sums to 1"
+            what = "uniform token grid" if name[5:].startswith("grid") else "model's visual tokens, in its token order"
+            desc = f"ground-truth attention map P(S) over the `{name[5:]}` {what}; sums to 1"
         else:
             kind = "Image" if isinstance(feat, Image) else feat.dtype
             desc = task_fields.get(name) or BASE_FIELDS.get(name, "")
@@ -165,8 +166,16 @@ and checks every shard against `manifest.json`.{certify}
 
 Attention maps: target tokens (those holding {getattr(task, "target_description", "the targets")}) share mass
 {mp_.target} in proportion to the exact target area in each token; their neighbours within {mp_.radius}
-token(s) share {mp_.neighbour}; all other tokens share {mp_.floor}. Maps for other models' token grids
-can be recomputed from `geometry` at any time.
+token(s) share {mp_.neighbour}; all other tokens share {mp_.floor}. Maps for other models (LLaVA-NeXT,
+LLaVA-OneVision, Qwen2/2.5/3-VL, InternVL, PaliGemma, Gemma 3, Idefics3, SmolVLM, Molmo, or other
+checkpoint settings) come from the stored `geometry`, matched to each model's own preprocessing and
+token order:
+
+```python
+import linebench
+m = linebench.attention_map(row, "llava-onevision")   # m.values: one value per visual token
+ds = ds.with_transform(linebench.map_transform("qwen2.5-vl:max_pixels=1003520"))
+```
 
 ## Fields
 

@@ -1,7 +1,7 @@
 """Pictures of maps: a sample's image with a profile's map over it, one panel per token grid.
 
-The colour of a token is its probability on a log scale shared by all the panels of a map, so the
-three levels of a map (target, neighbour, floor) all show; token borders are drawn where tokens are
+The colour of a token is its probability on a log scale from the floor value to the largest value,
+shared by all the panels of a map, so the three levels of a map (target, neighbour, floor) all show; token borders are drawn where tokens are
 at least 6 output px wide; canvas area outside the image (a model's padding) is grey.
 """
 
@@ -84,7 +84,9 @@ def map_panels(image: np.ndarray, amap: AttentionMap) -> list[np.ndarray]:
     """`image` (BGR, the canvas) with `amap` over it: one captioned panel per grid in token order; a run
     of tiles shares one panel."""
     logs = np.log(np.maximum(amap.values.astype(np.float64), 1e-30))
-    lo, hi = float(logs.min()), float(logs.max())
+    # the colour scale starts at the floor (the most common value), so the floor looks the same for
+    # every model; a target token holding only a sliver of target (below the floor) shows as floor
+    lo, hi = float(np.median(logs)), float(logs.max())
     lay = amap.layout
     groups: list[list] = []
     for g, p in zip(lay.grids, amap.grids()):

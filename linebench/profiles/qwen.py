@@ -50,13 +50,13 @@ def _qwen(canvas, patch, merge, min_pixels, max_pixels):
     return [grid.__class__(**{**grid.__dict__, "before": "<|vision_start|>"})], "<|vision_end|>"
 
 
-_SRC = "transformers Qwen2VLImageProcessor (smart_resize) + PatchMerger"
+_SRC = "transformers Qwen2VLImageProcessor (smart_resize) + the vision tower's 2x2 PatchMerger ({})"
 
 
 @register(
     "qwen2-vl",
     summary="Qwen2-VL: smart_resize to multiples of 28, 14 px patches merged 2x2",
-    source=_SRC,
+    source=_SRC.format("Qwen/Qwen2-VL-7B-Instruct"),
     min_pixels=3136,
     max_pixels=12845056,
 )
@@ -67,7 +67,7 @@ def qwen2_vl(canvas, min_pixels, max_pixels):
 @register(
     "qwen2.5-vl",
     summary="Qwen2.5-VL: smart_resize to multiples of 28, 14 px patches merged 2x2",
-    source=_SRC,
+    source=_SRC.format("Qwen/Qwen2.5-VL-7B-Instruct"),
     min_pixels=3136,
     max_pixels=12845056,
 )
@@ -78,7 +78,7 @@ def qwen25_vl(canvas, min_pixels, max_pixels):
 @register(
     "qwen3-vl",
     summary="Qwen3-VL: smart_resize to multiples of 32, 16 px patches merged 2x2",
-    source=_SRC,
+    source=_SRC.format("Qwen/Qwen3-VL-8B-Instruct"),
     min_pixels=65536,
     max_pixels=16777216,
 )
