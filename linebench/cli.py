@@ -126,7 +126,7 @@ def generate(
 ) -> None:
     """Generate a dataset folder that `datasets.load_dataset(FOLDER)` loads."""
     from .dataset import generate as run
-    from .grids import default_maps, layout
+    from .grids import canonical_maps, default_maps
     from .maps import MapParams
     from .samples import SPLITS, RunSpec
     from .tasks import ParamSpec, get_task, parse_overrides
@@ -156,8 +156,7 @@ def generate(
     profiles = tuple(p.strip() for p in maps.split(",") if p.strip()) if maps is not None else default_maps(size)
     if not profiles:
         raise UsageError("--maps names no profile")
-    for p in profiles:
-        layout(p, size)
+    profiles = canonical_maps(profiles, size)
     spec = RunSpec(
         task=t.name,
         split=split,
@@ -393,7 +392,7 @@ def show(
     split: Optional[str] = typer.Option(None, "--split", help="Split (default: the folder's first)."),
     maps: Optional[str] = typer.Option(None, "--maps", help="Profiles to show, comma-separated (default: the maps stored in the folder)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write (default: show-<row id>.png in the current folder)."),
-    map_target: Optional[float] = typer.Option(None, help="Map mass on target tokens (default: the row's)."),
+    map_target: Optional[float] = typer.Option(None, help="Map mass on target tokens (default: the row's; target + neighbour + floor must sum to 1)."),
     map_neighbour: Optional[float] = typer.Option(None, help="Map mass on neighbours (default: the row's)."),
     map_floor: Optional[float] = typer.Option(None, help="Map mass on every other token (default: the row's)."),
     map_radius: Optional[int] = typer.Option(None, help="Neighbourhood radius in tokens (default: the row's)."),
@@ -413,7 +412,7 @@ def show(
     stored = json.loads(row["params"]).get("maps", {}).get("profiles", [])
     profiles = [p.strip() for p in maps.split(",") if p.strip()] if maps is not None else stored
     if not profiles:
-        raise UsageError("--maps names no profile")
+        raise UsageError("this folder stores no maps; pass --maps")
     overrides = {k: v for k, v in {"target": map_target, "neighbour": map_neighbour, "floor": map_floor, "radius": map_radius}.items() if v is not None}
     image = decode(row["image"])
     panels = [panel for p in profiles for panel in map_panels(image, attention_map(row, p, **overrides))]
@@ -421,12 +420,18 @@ def show(
     path = out or Path(f"show-{row['id']}.png")
     if path.suffix.lower() != ".png":
         raise UsageError(f"--out must end in .png, got {path}")
-    if not path.parent.is_dir():
-        raise UsageError(f"folder {path.parent} does not exist")
+    if path.is_dir() or not path.parent.is_dir():
+        raise UsageError(f"--out {path}: {'is a folder' if path.is_dir() else f'folder {path.parent} does not exist'}")
     ok, data = cv2.imencode(".png", picture)
+    if not ok:
+        raise UsageError("could not encode the picture as PNG")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data.tobytes())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
     out_console.print(f"wrote {path} ({', '.join(profiles)}; row {row['id']})")
 
 

@@ -400,8 +400,16 @@ def read_row(folder: Path, index: int, split: str | None = None) -> dict[str, An
     start = 0
     for s in mine:
         if index < start + int(s["rows"]):
-            table = pq.read_table(folder / s["path"])
-            row = table.slice(index - start, 1).to_pylist()[0]
+            try:
+                pf = pq.ParquetFile(folder / s["path"])
+                offset = index - start
+                group = 0
+                while offset >= pf.metadata.row_group(group).num_rows:
+                    offset -= pf.metadata.row_group(group).num_rows
+                    group += 1
+                row = pf.read_row_group(group).slice(offset, 1).to_pylist()[0]
+            except (OSError, pa.ArrowException, IndexError) as e:
+                raise UsageError(f"shard {s['path']} is missing or unreadable ({e}); run `linebench verify {folder}`") from None
             image = row.get("image")
             if isinstance(image, dict):
                 row["image"] = image.get("bytes")

@@ -253,9 +253,25 @@ def layout(profile: str, canvas: tuple[int, int], **params: int) -> Layout:
         known = ", ".join(prof.defaults) or "none"
         raise UsageError(f"map profile {name!r} has no parameter {unknown[0]!r} (its parameters: {known})")
     full = {**prof.defaults, **given}
-    built = prof.build((w, h), **full)
+    try:
+        built = prof.build((w, h), **full)
+    except UsageError as e:
+        raise UsageError(f"map profile {name} on a {w}x{h} canvas: {e}") from None
     grids, after = built if isinstance(built, tuple) and len(built) == 2 and isinstance(built[1], str) else (built, "")
     return Layout(canonical(name, given), (w, h), tuple(grids), after, full)
+
+
+def canonical_maps(profiles, canvas: tuple[int, int]) -> tuple[str, ...]:
+    """Profile strings -> canonical names (the `attn_` column names), checked, without duplicates."""
+    out = []
+    for p in profiles:
+        if not isinstance(p, str) or not p.strip():
+            raise UsageError(f"map profiles are names like qwen2.5-vl or grid24, got {p!r}")
+        name = layout(p, canvas).profile
+        if name in out:
+            raise UsageError(f"map profile {name} is listed twice")
+        out.append(name)
+    return tuple(out)
 
 
 def grid_shape(profile: str, canvas: tuple[int, int]) -> tuple[int, int]:

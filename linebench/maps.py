@@ -148,6 +148,11 @@ def attention_map(source: Any, profile: str | Layout, **map_params: float) -> At
     """
     geometry, stored = _geometry_and_params(source)
     canvas = (int(geometry["canvas"][0]), int(geometry["canvas"][1]))
+    unknown = sorted(set(map_params) - set(MapParams.__dataclass_fields__))
+    if unknown:
+        raise UsageError(f"unknown map parameter {unknown[0]!r} (map parameters: target, neighbour, floor, radius)")
+    if "radius" in map_params and (isinstance(map_params["radius"], bool) or int(map_params["radius"]) != map_params["radius"]):
+        raise UsageError(f"map radius must be a whole number of tokens, got {map_params['radius']!r}")
     params = MapParams(**{**stored, **map_params})
     lay = profile if isinstance(profile, Layout) else make_layout(profile, canvas)
     if tuple(lay.canvas) != canvas:

@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import UsageError
-from .grids import default_maps
+from .grids import canonical_maps, default_maps
 from .maps import MapParams
 from .samples import SPLITS, RunSpec
 from .tasks import ParamSpec, get_task, parse_value
@@ -139,8 +139,9 @@ def load_release(text: str) -> Release:
         value = d.get(key, default)
         if type(value) is not int or value < (0 if key == "seed" else 1):
             raise UsageError(f"{where} {key} must be a {'non-negative' if key == 'seed' else 'positive'} integer, got {value!r}")
-    if not isinstance(d.get("maps", []), list):
-        raise UsageError(f"{where} maps must be a list of map profile names")
+    maps = d.get("maps", ["grid24"])
+    if not isinstance(maps, list) or not maps or not all(isinstance(m, str) for m in maps):
+        raise UsageError(f"{where} maps must be a non-empty list of map profile names, got {maps!r}")
     canvas = d.get("canvas", [448, 448])
     if not (isinstance(canvas, list) and len(canvas) == 2 and all(type(v) is int and v > 0 for v in canvas)):
         raise UsageError(f"{where} canvas must be [width, height] in px, got {canvas!r}")
@@ -150,7 +151,7 @@ def load_release(text: str) -> Release:
             task=task.name,
             seed=int(d.get("seed", 0)),
             canvas=(int(canvas[0]), int(canvas[1])),
-            maps=tuple(d["maps"]) if "maps" in d else default_maps((int(canvas[0]), int(canvas[1]))),
+            maps=canonical_maps(d["maps"], (canvas[0], canvas[1])) if "maps" in d else default_maps((int(canvas[0]), int(canvas[1]))),
             shard_size=int(d.get("shard_size", 1000)),
             knobs=knobs,
             map_params=MapParams(**d.get("map_params", {})),

@@ -160,3 +160,35 @@ def test_grids_markdown_lists_every_profile():
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith("| profile |") and len(lines) == 2 + len(profile_names())
     assert all(f"| `{n}` |" in r.stdout for n in profile_names())
+
+
+def test_show_out_errors_leave_nothing(model_maps, tmp_path):
+    (tmp_path / "dir.png").mkdir()
+    for out, message in [(tmp_path / "dir.png", "is a folder"), (tmp_path / "no" / "x.png", "does not exist")]:
+        r = subprocess.run([CLI, "show", str(model_maps), "--out", str(out)], capture_output=True, text=True)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["dir.png"] and not any((tmp_path / "dir.png").iterdir())
+
+
+def test_map_names_are_canonical_and_unique(tmp_path):
+    from linebench.errors import UsageError
+    from linebench.grids import canonical_maps
+
+    assert canonical_maps(["internvl: max_tiles = 6 ", "qwen2.5-vl:max_pixels=12845056"], (448, 448)) == ("internvl:max_tiles=6", "qwen2.5-vl")
+    with pytest.raises(UsageError, match="listed twice"):
+        canonical_maps(["qwen2.5-vl", "qwen2.5-vl:max_pixels=12845056"], (448, 448))
+    r = subprocess.run([CLI, "generate", "--n", "2", "--maps", "grid24,grid24", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2 and "listed twice" in r.stderr and not (tmp_path / "o").exists()
+    with pytest.raises(UsageError, match="unknown map parameter 'radios'"):
+        linebench.attention_map({"canvas": [64, 64], "targets": [{"type": "disc", "center": [9, 9], "radius": 2}]}, "grid4", radios=2)
+
+
+@pytest.mark.parametrize("maps,message", [("[24]", "non-empty list"), ("[]", "non-empty list"), ('["qwen9"]', "unknown map profile")])
+def test_release_spec_maps_are_checked(tmp_path, maps, message):
+    from linebench.errors import UsageError
+    from linebench.release import load_release
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(f'task = "tracing"\nmaps = {maps}\n[splits.train]\nn = 2\n')
+    with pytest.raises(UsageError, match=message):
+        load_release(str(spec))
