@@ -55,7 +55,7 @@ def test_qwen_max_pixels_is_a_parameter(name):
 def test_qwen_marker_lands_in_mapped_token(name, canvas):
     lay = layout(name, canvas)
     proc = qwen_processor(name, lay)
-    p, m = QWEN[name]["patch_size"], QWEN[name]["merge_size"]
+    m = QWEN[name]["merge_size"]
     rows, cols = lay.grids[0].shape
     for c in clear_positions(lay, 3, RADIUS, seed=hash(canvas) % 1000):
         pv = proc(images=[marker_image(canvas, c, RADIUS)], return_tensors="np")["pixel_values"]
