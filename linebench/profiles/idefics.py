@@ -139,7 +139,7 @@ def _idefics(canvas, longest_edge, max_image_size, patch_size, scale_factor):
 _SRC = "transformers {proc} (resize, resize_for_vision_encoder, split_images) + {conn}.pixel_shuffle ({ckpt})"
 
 
-@register(
+register(
     "idefics3",
     summary="Idefics3: longest edge -> 1456, 364 px tiles (row-major) + global 364 image, 26x26 patches shuffled 2x2 -> 13x13 each",
     source=_SRC.format(proc="Idefics3ImageProcessor", conn="Idefics3Connector", ckpt="HuggingFaceM4/Idefics3-8B-Llama3"),
@@ -147,12 +147,9 @@ _SRC = "transformers {proc} (resize, resize_for_vision_encoder, split_images) + 
     max_image_size=364,
     patch_size=14,
     scale_factor=2,
-)
-def idefics3(canvas, longest_edge, max_image_size, patch_size, scale_factor):
-    return _idefics(canvas, longest_edge, max_image_size, patch_size, scale_factor)
+)(_idefics)
 
-
-@register(
+register(
     "smolvlm",
     summary="SmolVLM(2) 256M/500M: longest edge -> 2048, 512 px tiles (row-major) + global 512 image, "
     "32x32 patches shuffled 4x4 -> 8x8 each",
@@ -161,6 +158,4 @@ def idefics3(canvas, longest_edge, max_image_size, patch_size, scale_factor):
     max_image_size=512,
     patch_size=16,
     scale_factor=4,
-)
-def smolvlm(canvas, longest_edge, max_image_size, patch_size, scale_factor):
-    return _idefics(canvas, longest_edge, max_image_size, patch_size, scale_factor)
+)(_idefics)

@@ -46,41 +46,26 @@ def _qwen(canvas, patch, merge, min_pixels, max_pixels):
     if min_pixels < 1 or max_pixels < min_pixels:
         raise UsageError(f"need 1 <= min_pixels <= max_pixels, got {min_pixels}, {max_pixels}")
     hb, wb = smart_resize(h, w, factor, min_pixels, max_pixels)
-    grid = image_grid(hb // factor, wb // factor, factor, canvas=canvas, resized=(wb, hb))
-    return [grid.__class__(**{**grid.__dict__, "before": "<|vision_start|>"})], "<|vision_end|>"
+    grid = image_grid(hb // factor, wb // factor, factor, canvas=canvas, resized=(wb, hb), before="<|vision_start|>")
+    return [grid], "<|vision_end|>"
 
 
-_SRC = "transformers Qwen2VLImageProcessor (smart_resize) + the vision tower's 2x2 PatchMerger ({})"
+# name -> (model, checkpoint, patch px, merge, min_pixels, max_pixels), from preprocessor_config.json
+CHECKPOINTS = {
+    "qwen2-vl": ("Qwen2-VL", "Qwen/Qwen2-VL-7B-Instruct", 14, 2, 3136, 12845056),
+    "qwen2.5-vl": ("Qwen2.5-VL", "Qwen/Qwen2.5-VL-7B-Instruct", 14, 2, 3136, 12845056),
+    "qwen3-vl": ("Qwen3-VL", "Qwen/Qwen3-VL-8B-Instruct", 16, 2, 65536, 16777216),
+}
 
+for _name, (_label, _ckpt, _patch, _merge, _min, _max) in CHECKPOINTS.items():
 
-@register(
-    "qwen2-vl",
-    summary="Qwen2-VL: smart_resize to multiples of 28, 14 px patches merged 2x2",
-    source=_SRC.format("Qwen/Qwen2-VL-7B-Instruct"),
-    min_pixels=3136,
-    max_pixels=12845056,
-)
-def qwen2_vl(canvas, min_pixels, max_pixels):
-    return _qwen(canvas, 14, 2, min_pixels, max_pixels)
+    def _build(canvas, min_pixels, max_pixels, patch=_patch, merge=_merge):
+        return _qwen(canvas, patch, merge, min_pixels, max_pixels)
 
-
-@register(
-    "qwen2.5-vl",
-    summary="Qwen2.5-VL: smart_resize to multiples of 28, 14 px patches merged 2x2",
-    source=_SRC.format("Qwen/Qwen2.5-VL-7B-Instruct"),
-    min_pixels=3136,
-    max_pixels=12845056,
-)
-def qwen25_vl(canvas, min_pixels, max_pixels):
-    return _qwen(canvas, 14, 2, min_pixels, max_pixels)
-
-
-@register(
-    "qwen3-vl",
-    summary="Qwen3-VL: smart_resize to multiples of 32, 16 px patches merged 2x2",
-    source=_SRC.format("Qwen/Qwen3-VL-8B-Instruct"),
-    min_pixels=65536,
-    max_pixels=16777216,
-)
-def qwen3_vl(canvas, min_pixels, max_pixels):
-    return _qwen(canvas, 16, 2, min_pixels, max_pixels)
+    register(
+        _name,
+        summary=f"{_label}: smart_resize to multiples of {_patch * _merge}, {_patch} px patches merged {_merge}x{_merge}",
+        source=f"transformers Qwen2VLImageProcessor (smart_resize) + the vision tower's 2x2 PatchMerger ({_ckpt})",
+        min_pixels=_min,
+        max_pixels=_max,
+    )(_build)
