@@ -77,7 +77,35 @@ def _table(per_split: dict[str, Counter]) -> str:
     return "\n".join(lines)
 
 
-def write_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str, Any]) -> None:
+def config_name(manifest: dict[str, Any]) -> str:
+    """The card's config for this folder: an official release (`generate --spec`) is named after
+    its generator version (`core3-tracing1`), the name `linebench push` also tags the Hub commit
+    with, so a paper can cite the exact release; any other run is `default`."""
+    if manifest.get("command", "").startswith("linebench generate --spec "):
+        return manifest["generator_version"]
+    return "default"
+
+
+def write_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str, Any], repo_id: str | None = None) -> None:
+    """Write README.md (and the example picture it shows) into a generated folder."""
+    first = pq.read_table(folder / manifest["shards"][0]["path"], columns=["image"]).slice(0, 1).to_pylist()[0]
+    (folder / "assets").mkdir(exist_ok=True)
+    (folder / "assets" / "example.png").write_bytes(first["image"]["bytes"])
+    (folder / "README.md").write_text(render_card(folder, specs, feats, manifest, repo_id))
+
+
+def card_for_folder(folder: Path, repo_id: str | None = None) -> str:
+    """The card of a finished folder, rebuilt from its manifest (e.g. naming the Hub repo it goes to)."""
+    from .dataset import features, read_manifest
+
+    manifest = read_manifest(folder)
+    specs = [RunSpec.from_dict(d) for d in manifest["specs"]]
+    return render_card(folder, specs, features(specs[0]), manifest, repo_id)
+
+
+def render_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str, Any], repo_id: str | None = None) -> str:
+    """The card text: YAML (configs, dataset_info, licence, tags) + a body. `repo_id` goes into
+    the loading snippet (default: a placeholder)."""
     from datasets import Array2D, DatasetInfo, Image, SplitInfo
     from datasets.info import DatasetInfosDict
     from datasets.splits import SplitDict
@@ -92,6 +120,7 @@ def write_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str
         splits.add(SplitInfo(sp.split, num_bytes=split_bytes, num_examples=sp.n))
     info = DatasetInfo(features=feats, splits=splits, download_size=size, dataset_size=size)
     n_rows = sum(sp.n for sp in specs)
+    config = config_name(manifest)
     data = DatasetCardData(
         license="cc-by-4.0",
         pretty_name=f"linebench {task.name}",
@@ -100,18 +129,19 @@ def write_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str
         size_categories=[_size_category(n_rows)],
         configs=[
             {
-                "config_name": "default",
+                "config_name": config,
                 "data_files": [{"split": sp.split, "path": f"data/{sp.split}-*"} for sp in specs],
                 "default": True,
             }
         ],
     )
-    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    DatasetInfosDict({config: info}).to_dataset_card_data(data)
 
     answers, levels = _histograms(folder, manifest)
-    (folder / "assets").mkdir(exist_ok=True)
-    first = pq.read_table(folder / manifest["shards"][0]["path"], columns=["image", "question", "answer"]).slice(0, 1).to_pylist()[0]
-    (folder / "assets" / "example.png").write_bytes(first["image"]["bytes"])
+    first = pq.read_table(folder / manifest["shards"][0]["path"], columns=["question", "answer"]).slice(0, 1).to_pylist()[0]
+    where = repo_id or "path/or/repo-id"
+    pick = "" if config == "default" else f'''
+ds = load_dataset("{where}", "{config}", split="{spec.split}")   # this release by name'''
 
     task_fields = {c.name: c.help for c in task.columns}
     rows = []
@@ -148,7 +178,7 @@ Example — **Q:** {first["question"]} **A:** {first["answer"]}
 
 ```python
 from datasets import load_dataset
-ds = load_dataset("path/or/repo-id", split="{spec.split}")
+ds = load_dataset("{where}", split="{spec.split}"){pick}
 row = ds[0]   # row["image"] is a PIL image, row["attn_{spec.maps[0] if spec.maps else 'grid24'}"] a float32 array
 ```
 
@@ -207,4 +237,4 @@ The data is released under CC-BY-4.0; the linebench code under Apache-2.0.
 {SOFTWARE_BIBTEX}
 ```
 """
-    (folder / "README.md").write_text(f"---\n{data.to_yaml()}\n---\n{body}")
+    return f"---\n{data.to_yaml()}\n---\n{body}"
