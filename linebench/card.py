@@ -140,8 +140,11 @@ def render_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[st
     answers, levels = _histograms(folder, manifest)
     first = pq.read_table(folder / manifest["shards"][0]["path"], columns=["question", "answer"]).slice(0, 1).to_pylist()[0]
     where = repo_id or "path/or/repo-id"
-    pick = "" if config == "default" else f'''
-ds = load_dataset("{where}", "{config}", split="{spec.split}")   # this release by name'''
+    pick = ""
+    if config != "default":
+        pin = f', revision="{config}"' if repo_id else ""
+        pick = f'''
+ds = load_dataset("{where}", "{config}", split="{spec.split}"{pin})   # exactly this release'''
 
     task_fields = {c.name: c.help for c in task.columns}
     rows = []
@@ -162,6 +165,14 @@ ds = load_dataset("{where}", "{config}", split="{spec.split}")   # this release 
             f"\nThis is a release defined by a split spec: `linebench verify FOLDER --spec {name}` also checks "
             "every split's content against the checksums stored in the spec."
         )
+        if repo_id:
+            certify += f"""
+To certify a downloaded copy:
+
+```bash
+hf download {repo_id} --repo-type dataset --revision {config} --local-dir {repo_id.split("/")[1]}
+linebench verify {repo_id.split("/")[1]} --spec {name}
+```"""
     body = f"""
 # linebench — {task.name}
 

@@ -489,5 +489,24 @@ def push(
         out_console.print(Text(note), soft_wrap=True)
 
 
+def run() -> None:  # pragma: no cover - the console script; tests call `app` in-process
+    """The `linebench` console script: `app`, then a hard exit once the output is flushed.
+
+    pyarrow's background threads can abort the interpreter's own teardown after a run that has
+    finished (apache/arrow#45214: "terminate called without an active exception", exit 134),
+    which would turn a successful `generate` or `push` into a failure for scripts and CI. All
+    work and files are complete by the time `app` returns, so nothing is lost by skipping it."""
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            err_console.print(e.code)
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    run()

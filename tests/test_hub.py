@@ -180,6 +180,17 @@ def test_dry_run_offline_checks_the_card_locally(release):
     assert r.exit_code == 0 and "the Hub's check skipped: offline mode" in r.output, r.output
 
 
+def test_the_console_script_exits_cleanly(release):
+    """`import datasets` + a parquet read made ~3 of 4 runs abort at interpreter exit (exit 134,
+    apache/arrow#45214); the console script exits hard once its output is flushed."""
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        p = subprocess.run([sys.executable, "-m", "linebench.cli", "push", str(release), "--repo-id", "a/b", "--dry-run"], capture_output=True, text=True)
+        assert p.returncode == 0 and "10 files" in p.stdout, (p.returncode, p.stderr[-500:])
+
+
 def test_contributors_push_pull_requests(release, hub):
     hub.orgs["linebench"] = "contributor"
     assert "--create-pr" in one_line_error(push(str(release), "--repo-id", "linebench/tracing"), hub)
