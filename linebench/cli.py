@@ -440,7 +440,7 @@ def show(
 def push(
     folder: Path = typer.Argument(..., help="A dataset folder written by `linebench generate`."),
     repo_id: str = typer.Option(..., "--repo-id", "-r", help="The Hub dataset repo, ORG/NAME (e.g. linebench/tracing); created if missing."),
-    private: bool = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private (refused if it exists and is public)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created if missing; default: main)."),
     create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request instead of committing to the branch."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be uploaded and validate the card; upload nothing."),

@@ -298,6 +298,8 @@ def push(
     result = PushResult(url=f"https://huggingface.co/datasets/{repo_id}", commit_url="")
     branch = revision if revision not in (None, "main") else None
     with _Redacting(token, f"creating {repo_id}"):
+        if private and api.repo_exists(repo_id, repo_type=REPO_TYPE) and not api.repo_info(repo_id, repo_type=REPO_TYPE).private:
+            raise PushError(f"{repo_id} exists and is public: drop --private, or make it private on the Hub first")
         api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
         if branch and not create_pr:
             api.create_branch(repo_id, branch=branch, repo_type=REPO_TYPE, exist_ok=True)

@@ -65,6 +65,11 @@ class FakeHub:
             return self.whoami()
         if path == "/api/repos/create":
             return self.create(json.loads(request.content))
+        info = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)", path)
+        if info and request.method == "GET":
+            if info.group(1) not in self.repos:
+                return httpx2.Response(404, json={"error": "Repository not found"}, headers={"X-Error-Code": "RepoNotFound"})
+            return httpx2.Response(200, json={"id": info.group(1), "private": self.repos[info.group(1)].private, "sha": "0" * 40})
         raw = request.url.raw_path.decode().split("?")[0]  # revisions arrive quoted: refs%2Fpr%2F1
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(preupload|commit|branch|tag|refs|tree|discussions)(?:/([^/]+))?(/.*)?", raw)
         if m:

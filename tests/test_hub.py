@@ -224,6 +224,12 @@ def test_no_write_access_fails_before_any_upload(release, hub, how, message):
     assert hub.requests == [("GET", "/api/whoami-v2")]
 
 
+def test_private_refuses_a_public_repo(release, hub):
+    assert push(str(release), "--repo-id", "alice/pub").exit_code == 0
+    line = one_line_error(push(str(release), "--repo-id", "alice/pub", "--private"), hub)
+    assert "exists and is public" in line and len(hub.repos["alice/pub"].commits) == 1
+
+
 def test_someone_elses_namespace(release, hub):
     line = one_line_error(push(str(release), "--repo-id", "bob/tracing"), hub)
     assert "belongs to 'bob'" in line and "alice, linebench" in line
