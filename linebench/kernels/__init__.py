@@ -1,0 +1,1 @@
+"""Triton kernels only; linebench/klal.py is their one caller."""
