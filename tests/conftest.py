@@ -8,6 +8,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="linebench-hf-home-"))
 
+# Triton kernels run in the interpreter on CPU; the variable must be set before triton is imported.
+try:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+except ImportError:  # the core package needs no torch; the KLAL tests skip themselves
+    pass
+
 # The independent pixel checkers live with the audit script (benchmarks/pixel_audit.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

@@ -119,7 +119,8 @@ def _colsum(
         s = _scores(q, _load_k(K, b, g, off, n, skb, skh, skn, skd, N, D, BLOCK_D), scale, n, N, IEEE)
         p = tl.load(P + r * spr + n * spn, mask=n < N, other=0.0).to(tl.float32)
         logq = tl.load(LOGQ + r * N + n, mask=n < N, other=0.0)
-        w = p[None, :] * tl.exp(s - lse[:, None] - logq[None, :])
+        t = tl.where(hg[:, None] < G, s - lse[:, None], float("-inf"))  # padded heads: nothing
+        w = p[None, :] * tl.exp(t - logq[None, :])
         c += tl.sum(tl.where(n[None, :] < N, w, 0.0), 1)
     tl.store(C + r * H + g * G + hg, c, mask=hg < G)
 
@@ -148,7 +149,7 @@ def _grad(
         s = _scores(q, k, scale, n, N, IEEE)
         p = tl.load(P + r * spr + n * spn, mask=n < N, other=0.0).to(tl.float32)
         logq = tl.load(LOGQ + r * N + n, mask=n < N, other=0.0)
-        t = s - lse[:, None]
+        t = tl.where(hg[:, None] < G, s - lse[:, None], float("-inf"))
         a = tl.exp(t)
         w = p[None, :] * tl.exp(t - logq[None, :])
         ds = tl.where((n[None, :] < N) & (hg[:, None] < G), (a * c[:, None] - w) * gout, 0.0)  # dL/ds * scale

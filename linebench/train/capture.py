@@ -147,6 +147,7 @@ class KLALCapture:
             self.image_token_id = getattr(model.config, "image_token_index", None)
         self._groups: list[_Group] = []
         self._losses: dict[int, torch.Tensor] = {}
+        self.recomputed = 0  # layers re-run by gradient checkpointing during backward
 
     def remove(self) -> None:
         """Stop supervising: the decoder goes back to the base implementation."""
@@ -246,5 +247,7 @@ class KLALCapture:
             q = query[g.batch_index, :, g.query_pos]  # [R, H, D]
             per_row = klal_loss(q, key, g.target, scale=scaling, reduction="none", offsets=g.offsets, batch_index=g.batch_index, backend=self.backend)
             total = total + (per_row * g.weight).sum()
-        if torch._C._current_graph_task_id() == -1:  # not a checkpoint's recomputation during backward
+        if torch._C._current_graph_task_id() == -1:
             self._losses[id(module)] = total
+        else:  # a checkpoint's recomputation during backward: the op ran again for its saved tensors
+            self.recomputed += 1

@@ -1,0 +1,275 @@
+"""KLAL captured inside tiny random HF models (built from configs) against KLAL computed from the
+same model run with eager attention and output_attentions=True."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+pytest.importorskip("transformers")
+
+from linebench.train import KLALCapture, parse_layers  # noqa: E402
+from linebench.train.capture import CaptureError  # noqa: E402
+
+IMG = 63  # LLaVA's image token in these tiny models
+
+
+def text_config(layers=3):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=128, attention_dropout=0.0,
+    )  # fmt: skip
+
+
+def llava():
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    torch.manual_seed(0)
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14)
+    cfg = LlavaConfig(vision_config=vision, text_config=text_config(), image_token_id=IMG, vision_feature_layer=-1, vision_feature_select_strategy="default", image_seq_length=4)
+    return LlavaForConditionalGeneration(cfg).float()
+
+
+def qwen():
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=256, rope_parameters={"rope_type": "default", "mrope_section": [2, 1, 1], "rope_theta": 10000.0},
+            bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        ),
+        vision_config=dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[0]),
+        image_token_id=70, video_token_id=71, vision_start_token_id=72, vision_end_token_id=73,
+    )  # fmt: skip
+    return Qwen2_5_VLForConditionalGeneration(cfg).float()
+
+
+def tmap(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(n, generator=g)
+    p[torch.rand(n, generator=g) < 0.4] = 0
+    p[0] += 0.05
+    return p / p.sum()
+
+
+def llava_batch(two_images=False):
+    """Sample 0: image at 2..5; sample 1 left-padded by 2, image at 4..7 (and 9..12 with two_images)."""
+    torch.manual_seed(1)
+    length = 18
+    ids = torch.randint(1, 60, (2, length))
+    ids[0, 2:6] = IMG
+    ids[1, :2] = 0
+    ids[1, 4:8] = IMG
+    if two_images:
+        ids[1, 9:13] = IMG
+    labels = torch.full((2, length), -100)
+    labels[0, 14:17] = ids[0, 15:18]
+    labels[1, 15:18] = ids[1, 15:18]
+    mask = torch.ones(2, length, dtype=torch.long)
+    mask[1, :2] = 0
+    images = 3 if two_images else 2
+    pixels = torch.randn(images, 3, 28, 28)
+    targets = [tmap(4, 0), [tmap(4, 1), tmap(4, 2)] if two_images else tmap(4, 1)]
+    return dict(input_ids=ids, attention_mask=mask, pixel_values=pixels, labels=labels), targets
+
+
+def qwen_batch():
+    torch.manual_seed(1)
+    ids = torch.randint(3, 60, (2, 16))
+    ids[0, 1], ids[0, 2:6], ids[0, 6] = 72, 70, 73
+    ids[1, :2] = 0
+    ids[1, 3], ids[1, 4:8], ids[1, 8] = 72, 70, 73
+    labels = torch.full((2, 16), -100)
+    labels[0, 11:14] = ids[0, 11:14]
+    labels[1, 13:16] = ids[1, 13:16]
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, :2] = 0
+    inputs = dict(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=torch.randn(32, 3 * 2 * 14 * 14), image_grid_thw=torch.tensor([[1, 4, 4], [1, 4, 4]]))
+    return inputs, [tmap(4, 3), tmap(4, 4)]
+
+
+def rows_of(inputs, targets, image_token, query):
+    """(sample, query position, image start, P) the long way, for the eager reference."""
+    out = []
+    for b in range(inputs["input_ids"].shape[0]):
+        pos = (inputs["input_ids"][b] == image_token).nonzero().flatten().tolist()
+        starts = [p for p in pos if p - 1 not in pos]
+        answer = (inputs["labels"][b] != -100).nonzero().flatten().tolist()
+        queries = {"last-answer": answer[-1:], "answer-start": answer[:1], "all-answer": answer}[query]
+        maps = targets[b] if isinstance(targets[b], list) else [targets[b]]
+        out.append([(b, qp, s, p) for s, p in zip(starts, maps) for qp in queries])
+    return out
+
+
+def eager_klal(model, inputs, per_sample, layers):
+    """KLAL from output_attentions: the query's row, the image's columns, renormalised, head mean, KL."""
+    ref = copy.deepcopy(model)
+    ref.set_attn_implementation("eager")
+    out = ref(**inputs, output_attentions=True)
+    per_layer = []
+    for layer in layers:
+        attn = out.attentions[layer]
+        samples = []
+        for rows in per_sample:
+            kls = []
+            for b, qp, start, p in rows:
+                a = attn[b, :, qp, start : start + p.numel()]
+                a = (a / a.sum(-1, keepdim=True)).mean(0)
+                nz = p > 0
+                kls.append((p[nz] * (p[nz].log() - a[nz].log())).sum())
+            samples.append(torch.stack(kls).mean())
+        per_layer.append(torch.stack(samples).mean())
+    return torch.stack(per_layer).mean(), ref
+
+
+def grads(loss, model):
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.autograd.grad(loss, params, allow_unused=True)
+
+
+def assert_same_grads(g1, g2, tol=1e-5):
+    used = 0
+    for a, b in zip(g1, g2):
+        assert (a is None) == (b is None)
+        if a is not None:
+            used += 1
+            assert (a - b).abs().max() <= tol * max(1.0, b.abs().max()), (a - b).abs().max()
+    assert used > 5
+
+
+def captured(model, inputs, targets, **kw):
+    cap = KLALCapture(model, **kw)
+    with cap.batch(inputs["input_ids"], inputs["labels"], targets):
+        out = model(**inputs)
+    return cap, out
+
+
+@pytest.mark.parametrize("query", ["last-answer", "answer-start", "all-answer"])
+def test_llava_capture_equals_eager_attentions(query):
+    model = llava()
+    inputs, targets = llava_batch()
+    layers = [0, 1, 2]
+    expected, ref = eager_klal(model, inputs, rows_of(inputs, targets, IMG, query), layers)
+    cap, out = captured(model, inputs, targets, query=query, backend="triton")
+    assert model.config.text_config._attn_implementation == "linebench_klal"
+    assert model.config.vision_config._attn_implementation != "linebench_klal"
+    assert abs(cap.loss.item() - expected.item()) < 1e-5 and expected.item() > 0
+    assert_same_grads(grads(cap.loss, model), grads(expected, ref))
+
+
+def test_llava_two_images_in_one_sample_one_map_each():
+    model = llava()
+    inputs, targets = llava_batch(two_images=True)
+    expected, _ = eager_klal(model, inputs, rows_of(inputs, targets, IMG, "last-answer"), [0, 1, 2])
+    cap, _ = captured(model, inputs, targets, backend="triton")
+    assert abs(cap.loss.item() - expected.item()) < 1e-5
+
+
+def test_qwen2_5_vl_capture_equals_eager_attentions():
+    model = qwen()
+    inputs, targets = qwen_batch()
+    expected, ref = eager_klal(model, inputs, rows_of(inputs, targets, 70, "last-answer"), [0, 1])
+    cap, out = captured(model, inputs, targets, backend="triton")
+    assert abs(cap.loss.item() - expected.item()) < 1e-5
+    assert_same_grads(grads(cap.loss, model), grads(expected, ref))
+
+
+def test_a_llama_text_model_given_the_visual_spans():
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(text_config(layers=2)).float()
+    inputs, targets = llava_batch()
+    inputs = {k: v for k, v in inputs.items() if k != "pixel_values"}
+    spans = [[(2, 4)], [(4, 4)]]
+    expected, _ = eager_klal(model, inputs, rows_of(inputs, targets, IMG, "last-answer"), [1])
+    cap = KLALCapture(model, layers="last:1", backend="triton")
+    with cap.batch(inputs["input_ids"], inputs["labels"], targets, visual_spans=spans):
+        model(**inputs)
+    assert abs(cap.loss.item() - expected.item()) < 1e-5
+
+
+def test_layer_selection_matches_the_same_layers_of_eager():
+    model = llava()
+    inputs, targets = llava_batch()
+    expected, _ = eager_klal(model, inputs, rows_of(inputs, targets, IMG, "last-answer"), [0, 2])
+    cap, _ = captured(model, inputs, targets, layers="0,-1", backend="triton")
+    assert cap.layers == [0, 2] and abs(cap.loss.item() - expected.item()) < 1e-5
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    inputs, targets = llava_batch()
+    results = []
+    for checkpointing in (False, True):
+        model = llava()
+        model.train()  # HF checkpoints only in training mode; every dropout is 0 here
+        if checkpointing:
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.20
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        cap, out = captured(model, inputs, targets, backend="triton")
+        total = out.loss + cap.loss
+        results.append((cap.loss.item(), out.loss.item(), grads(total, model)))
+        assert cap.recomputed == (3 if checkpointing else 0)  # each layer re-ran once in backward
+    (k1, n1, g1), (k2, n2, g2) = results
+    assert abs(k1 - k2) < 1e-6 and abs(n1 - n2) < 1e-6
+    assert_same_grads(g1, g2)
+
+
+def test_the_torch_backend_gives_the_same_loss():
+    model = llava()
+    inputs, targets = llava_batch()
+    a, _ = captured(model, inputs, targets, backend="triton")
+    la = a.loss.item()
+    a.remove()
+    b, _ = captured(model, inputs, targets, backend="torch")
+    assert abs(la - b.loss.item()) < 1e-5
+
+
+def test_remove_restores_the_base_attention():
+    model = llava()
+    cap = KLALCapture(model)
+    cap.remove()
+    assert model.config.text_config._attn_implementation == "sdpa"
+    inputs, _ = llava_batch()
+    model(**inputs)  # runs, nothing recorded
+
+
+def test_batch_errors():
+    model = llava()
+    inputs, targets = llava_batch()
+    cap = KLALCapture(model)
+    ids, labels = inputs["input_ids"], inputs["labels"]
+    with pytest.raises(CaptureError, match="has 4 tokens but its target map has 5"):
+        with cap.batch(ids, labels, [tmap(5, 0), tmap(4, 1)]):
+            pass
+    with pytest.raises(CaptureError, match="sample 1 has no answer tokens"):
+        no_answer = labels.clone()
+        no_answer[1] = -100
+        with cap.batch(ids, no_answer, targets):
+            pass
+    with pytest.raises(CaptureError, match="1 image.* but 2 target"):
+        with cap.batch(ids, labels, [targets[0], [targets[1], targets[1]]]):
+            pass
+    with pytest.raises(CaptureError, match="no KLAL recorded"):
+        with cap.batch(ids, labels, targets):
+            pass
+        cap.loss
+
+
+def test_parse_layers():
+    assert parse_layers("all", 4) == [0, 1, 2, 3]
+    assert parse_layers("last:2", 4) == [2, 3]
+    assert parse_layers("0, -1", 4) == [0, 3]
+    assert parse_layers([1, 1, 2], 4) == [1, 2]
+    for bad in ("last:0", "last:5", "7", "x", ""):
+        with pytest.raises(CaptureError):
+            parse_layers(bad, 4)
