@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +192,16 @@ def test_reference_matches_the_definition_written_out():
     big_q = sum(a) / 4
     expected = sum(float(p[0, j] * (torch.log(p[0, j]) - torch.log(big_q[j]))) for j in range(9) if p[0, j] > 0)
     assert abs(float(klal_reference(q, k, p)) - expected) < 1e-5
+
+
+def test_kernels_compile_for_hopper(tmp_path):
+    """The interpreter runs the kernels' Python; this checks that Triton's compiler also takes them
+    (sm_90 PTX for fp32, fp16 and bf16), no GPU needed. Compiled-mode numerics run on a GPU."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
+    p = subprocess.run([sys.executable, str(Path(__file__).with_name("klal_compile.py"))], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr[-2000:]
+    assert p.stdout.count(": ok") == 15, p.stdout
