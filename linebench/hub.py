@@ -295,6 +295,12 @@ def push(
     api = HfApi(token=token)
     preflight(api, repo_id, token, create_pr)
     validate_card_on_hub(the_plan.card, token)
+    # The card that goes up names the repo; it is written into the folder too, so the folder on
+    # disk stays exactly what the Hub holds.
+    try:
+        (the_plan.folder / "README.md").write_text(the_plan.card)
+    except OSError as e:
+        raise PushError(f"cannot update {the_plan.folder}/README.md: {e.strerror or e}") from None
     result = PushResult(url=f"https://huggingface.co/datasets/{repo_id}", commit_url="")
     branch = revision if revision not in (None, "main") else None
     with _Redacting(token, f"creating {repo_id}"):
@@ -303,9 +309,6 @@ def push(
         api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
         if branch and not create_pr:
             api.create_branch(repo_id, branch=branch, repo_type=REPO_TYPE, exist_ok=True)
-    # The card that goes up names the repo; it is written into the folder too, so the folder on
-    # disk stays exactly what the Hub holds.
-    (the_plan.folder / "README.md").write_text(the_plan.card)
     with _Redacting(token, f"uploading to {repo_id}"):
         info = api.upload_folder(
             repo_id=repo_id,

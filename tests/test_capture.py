@@ -265,6 +265,16 @@ def test_batch_errors():
         cap.loss
 
 
+def test_capture_arguments_are_checked():
+    model = llava()
+    with pytest.raises(CaptureError, match="base must be"):
+        KLALCapture(model, base="nope")
+    with pytest.raises(CaptureError, match="query must be"):
+        KLALCapture(model, query="first")
+    with pytest.raises(CaptureError, match="out of range"):
+        KLALCapture(model, layers=[5])
+
+
 def test_parse_layers():
     assert parse_layers("all", 4) == [0, 1, 2, 3]
     assert parse_layers("last:2", 4) == [2, 3]

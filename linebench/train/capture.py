@@ -55,13 +55,14 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     return out
 
 
-def register() -> None:
-    """Register the linebench attention (and its mask, SDPA's) with transformers; idempotent."""
+def register(base: str = "sdpa") -> None:
+    """Register the linebench attention with transformers, with the mask format of `base` (the
+    implementation that computes the model's output); idempotent."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(IMPL, _attention)
-    AttentionMaskInterface.register(IMPL, sdpa_mask)
+    AttentionMaskInterface.register(IMPL, AttentionMaskInterface._global_mapping.get(base, sdpa_mask))
 
 
 def parse_layers(spec: str | Sequence[int], count: int) -> list[int]:
@@ -128,9 +129,9 @@ class KLALCapture:
 
         if query not in QUERIES:
             raise CaptureError(f"query must be one of {', '.join(QUERIES)}, got {query!r}")
-        register()
         if base == IMPL or base not in AttentionInterface._global_mapping:
             raise CaptureError(f"base must be a registered attention implementation (sdpa, flash_attention_2, ...), got {base!r}")
+        register(base)
         self.model, self.query, self.base, self.backend = model, query, base, backend
         decoder = model.get_decoder()
         blocks = getattr(decoder, "layers", None)
@@ -138,7 +139,9 @@ class KLALCapture:
             raise CaptureError(f"{type(model).__name__}: its decoder has no `layers`; not a Llama-family decoder")
         self.layers = parse_layers(layers, len(blocks))
         self.modules = [blocks[i].self_attn for i in self.layers]
-        for module in self.modules:
+        self._selected = {id(m) for m in self.modules}
+        self._all = [block.self_attn for block in blocks]
+        for module in self._all:  # every decoder layer runs `base` through the linebench function
             module._linebench_capture = self
         text_key = next((k for k in getattr(model.config, "sub_configs", {}) if k == "text_config"), None)
         model.set_attn_implementation({text_key: IMPL} if text_key else IMPL)
@@ -151,7 +154,7 @@ class KLALCapture:
 
     def remove(self) -> None:
         """Stop supervising: the decoder goes back to the base implementation."""
-        for module in self.modules:
+        for module in self._all:
             module._linebench_capture = None
         text_key = "text_config" if "text_config" in getattr(self.model.config, "sub_configs", {}) else None
         self.model.set_attn_implementation({text_key: self.base} if text_key else self.base)
@@ -240,7 +243,7 @@ class KLALCapture:
 
     # ------------------------------------------------------------------ per layer
     def _layer(self, module, query: torch.Tensor, key: torch.Tensor, scaling: float | None) -> None:
-        if not self._groups:
+        if not self._groups or id(module) not in self._selected:
             return
         total = query.new_zeros((), dtype=torch.float32)
         for g in self._groups:
