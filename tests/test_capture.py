@@ -60,7 +60,8 @@ def tmap(n, seed):
 
 
 def llava_batch(two_images=False):
-    """Sample 0: image at 2..5; sample 1 left-padded by 2, image at 4..7 (and 9..12 with two_images)."""
+    """Sample 0: image at 2..5, right-padded (last token); sample 1 left-padded by 2, image at
+    4..7 (and 9..12 with two_images)."""
     torch.manual_seed(1)
     length = 18
     ids = torch.randint(1, 60, (2, length))
@@ -70,10 +71,13 @@ def llava_batch(two_images=False):
     if two_images:
         ids[1, 9:13] = IMG
     labels = torch.full((2, length), -100)
-    labels[0, 14:17] = ids[0, 15:18]
+    labels[0, 13:16] = ids[0, 14:17]
     labels[1, 15:18] = ids[1, 15:18]
     mask = torch.ones(2, length, dtype=torch.long)
     mask[1, :2] = 0
+    mask[0, -1] = 0
+    ids[0, -1] = 0
+    labels[0, -1] = -100
     images = 3 if two_images else 2
     pixels = torch.randn(images, 3, 28, 28)
     targets = [tmap(4, 0), [tmap(4, 1), tmap(4, 2)] if two_images else tmap(4, 1)]
