@@ -244,9 +244,8 @@ def _can_write(whoami: dict[str, Any], namespace: str, repo_id: str, create_pr: 
 
 
 def preflight(api, repo_id: str, token: str, create_pr: bool = False) -> str:
-    """Fail fast, before anything is uploaded. Returns the user's name."""
-    if _offline():
-        raise PushError(OFFLINE)
+    """Fail fast, before anything is uploaded (offline mode and the token are checked by the
+    caller). Returns the user's name."""
     with _Redacting(token, "checking the token"):
         whoami = api.whoami(token=token)
     why = _can_write(whoami, repo_id.split("/")[0], repo_id, create_pr)

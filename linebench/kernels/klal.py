@@ -46,6 +46,20 @@ def _scores(q, k, scale, n, N, IEEE: tl.constexpr):
 
 
 @triton.jit
+def _load_heads(PTR, r, g, H: tl.constexpr, G: tl.constexpr, BLOCK_G: tl.constexpr):
+    """The [BLOCK_G] per-head values (lse, c) of key head g's query heads in row r; 0 past G."""
+    hg = tl.arange(0, BLOCK_G)
+    return tl.load(PTR + r * H + g * G + hg, mask=hg < G, other=0.0)
+
+
+@triton.jit
+def _log_attention(s, lse, G: tl.constexpr, BLOCK_G: tl.constexpr):
+    """log a = s - lse per head; -inf on the padded head rows, so they add nothing anywhere."""
+    hg = tl.arange(0, BLOCK_G)
+    return tl.where(hg[:, None] < G, s - lse[:, None], float("-inf"))
+
+
+@triton.jit
 def _lse(
     Q, K, BIDX, OFF, LSE, scale, N, D,
     sqr, sqh, sqd, skb, skh, skn, skd,
@@ -80,14 +94,12 @@ def _logq(
     b = tl.load(BIDX + r)
     off = tl.load(OFF + r)
     n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
-    hg = tl.arange(0, BLOCK_G)
     m = tl.full([BLOCK_N], float("-inf"), tl.float32)
     acc = tl.zeros([BLOCK_N], tl.float32)
     for g in range(HKV):
         q = _load_q(Q, r, g, sqr, sqh, sqd, G, D, BLOCK_G, BLOCK_D)
         s = _scores(q, _load_k(K, b, g, off, n, skb, skh, skn, skd, N, D, BLOCK_D), scale, n, N, IEEE)
-        lse = tl.load(LSE + r * H + g * G + hg, mask=hg < G, other=0.0)
-        t = tl.where(hg[:, None] < G, s - lse[:, None], float("-inf"))
+        t = _log_attention(s, _load_heads(LSE, r, g, H, G, BLOCK_G), G, BLOCK_G)
         m_new = tl.maximum(m, tl.max(t, 0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # padded columns: every t is -inf
         acc = acc * tl.exp(m - m_safe) + tl.sum(tl.exp(t - m_safe[None, :]), 0)
@@ -112,15 +124,14 @@ def _colsum(
     off = tl.load(OFF + r)
     hg = tl.arange(0, BLOCK_G)
     q = _load_q(Q, r, g, sqr, sqh, sqd, G, D, BLOCK_G, BLOCK_D)
-    lse = tl.load(LSE + r * H + g * G + hg, mask=hg < G, other=0.0)
+    lse = _load_heads(LSE, r, g, H, G, BLOCK_G)
     c = tl.zeros([BLOCK_G], tl.float32)
     for n0 in range(0, N, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         s = _scores(q, _load_k(K, b, g, off, n, skb, skh, skn, skd, N, D, BLOCK_D), scale, n, N, IEEE)
         p = tl.load(P + r * spr + n * spn, mask=n < N, other=0.0).to(tl.float32)
         logq = tl.load(LOGQ + r * N + n, mask=n < N, other=0.0)
-        t = tl.where(hg[:, None] < G, s - lse[:, None], float("-inf"))  # padded heads: nothing
-        w = p[None, :] * tl.exp(t - logq[None, :])
+        w = p[None, :] * tl.exp(_log_attention(s, lse, G, BLOCK_G) - logq[None, :])
         c += tl.sum(tl.where(n[None, :] < N, w, 0.0), 1)
     tl.store(C + r * H + g * G + hg, c, mask=hg < G)
 
@@ -139,8 +150,8 @@ def _grad(
     hg = tl.arange(0, BLOCK_G)
     d = tl.arange(0, BLOCK_D)
     q = _load_q(Q, r, g, sqr, sqh, sqd, G, D, BLOCK_G, BLOCK_D)
-    lse = tl.load(LSE + r * H + g * G + hg, mask=hg < G, other=0.0)
-    c = tl.load(C + r * H + g * G + hg, mask=hg < G, other=0.0)
+    lse = _load_heads(LSE, r, g, H, G, BLOCK_G)
+    c = _load_heads(C, r, g, H, G, BLOCK_G)
     gout = tl.load(GOUT + r) * scale / H
     dq = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
     for n0 in range(0, N, BLOCK_N):
@@ -149,7 +160,7 @@ def _grad(
         s = _scores(q, k, scale, n, N, IEEE)
         p = tl.load(P + r * spr + n * spn, mask=n < N, other=0.0).to(tl.float32)
         logq = tl.load(LOGQ + r * N + n, mask=n < N, other=0.0)
-        t = tl.where(hg[:, None] < G, s - lse[:, None], float("-inf"))
+        t = _log_attention(s, lse, G, BLOCK_G)
         a = tl.exp(t)
         w = p[None, :] * tl.exp(t - logq[None, :])
         ds = tl.where((n[None, :] < N) & (hg[:, None] < G), (a * c[:, None] - w) * gout, 0.0)  # dL/ds * scale
