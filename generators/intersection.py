@@ -3,16 +3,24 @@
 Answers are balanced by construction: the answer `t` is drawn uniformly from the `count` range
 first, then a scene with exactly `t` crossings is built, and the exact geometry re-counts it.
 
+Nothing else a model can see without counting the named pair's crossings depends on `t`: the
+picture's total number of crossings is drawn independently of the answer (`crossings`), and so is
+every line's number of steep moves (`moves`): a line's crossings are some of its moves, the rest are
+*feints*, moves of the same shape that cross nothing. So neither the total nor how much a line
+zigzags tells how often the named lines cross.
+
 Construction (a "wiring diagram", then rotated): in a square frame (u, v), each line is a function
 v(u) that lives in one horizontal band per *rank*. A crossing is an *event* that swaps the ranks of
 two lines in adjacent bands over a short u-interval; between its own events a line stays inside its
 band. So lines meet only inside events, exactly once per event (two monotone pieces swapping), and
 the scene has exactly the crossings the event list says. For the pair question the event list
-holds `t` swaps of the queried lines plus distractor swaps (including those needed to bring the two
-together); for the total question, `t` random adjacent swaps. Events on disjoint bands share a
-u-interval, which keeps scenes with many crossings compact. Lines are straight polylines between
-their knots or monotone cubics through them (`style`), then the frame is rotated by a random angle
-and placed on the canvas. Every sample is then audited on the exact drawn polylines.
+holds `t` swaps of the queried lines among `crossings` swaps in all (the others include those needed
+to bring the two together); for the total question, `t` random adjacent swaps. No line takes part
+in more swaps than it has moves. Events on disjoint bands share a u-interval (a *layer*); a feint
+goes in a layer where its line does not swap and stays inside the line's band. Lines are straight
+polylines between their knots or monotone cubics through them (`style`), then the frame is rotated
+by a random angle and placed on the canvas. Every sample is then audited on the exact drawn
+polylines.
 """
 
 from __future__ import annotations
@@ -27,15 +35,19 @@ from linebench.errors import UsageError
 from linebench.render import PALETTE, Polyline, Primitive
 from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int, first_accepted
 
+from . import wiring
+
 ONE_COLOUR = ("black", (0, 0, 0))
 CURVE_STEP_PX = 6.0  # vertex spacing along u when flattening curved lines
-JITTER = 0.2  # knots sit within +-JITTER band widths of their band's centre
+JITTER = 0.04  # knots sit within +-JITTER band widths of their level
+BAND_SLOTS = 1.5  # bands are at most this many layers tall (so a move's mean slope stays below ~1)
+LAYER_SLACK = (3, 5)  # a scene has moves' hi + 3..5 layers (drawn with the knobs), or more where its plan needs them
 TARGET_RADIUS_LW = 2.0  # crossing target discs: radius in line widths
 
 
 class IntersectionTask:
     name = "intersection"
-    version = "1"
+    version = "2"
     description = "Count how many times two named lines cross (or all lines, in total)."
     answer_kind = "number"
     target_description = "the crossings being counted, or the place where the lines come closest when there are none"
@@ -48,14 +60,16 @@ class IntersectionTask:
     knobs = (
         Knob("lines", int, [2, 4], "number of lines in the picture", (2, 8)),
         Knob("count", int, [0, 5], "the answer, drawn uniformly from lo..hi: crossings between the queried lines (or in total)", (0, 30)),
-        Knob("other_crossings", int, [0, 3], "distractor crossings not between the queried lines (pair question; more may be needed to bring the pair together)", (0, 30)),
-        Knob("bends", int, [0, 2], "extra knots per line, besides those its crossings need", (0, 12)),
+        Knob("crossings", int, [7, 9], "pair question, 3+ lines: crossings among all lines, drawn from lo..hi whatever the answer (lo >= count's hi + lines - 2); with 2 lines the total is the answer", (0, 60)),
+        Knob("moves", int, [7, 8], "steep moves per line, drawn per line whatever the answer: its crossings plus feints that cross nothing", (0, 40)),
+        Knob("bends", int, 0, "extra gentle knots per line where it rests (uneven rests; 0 at every level: a bend next to a move changes the move's shape, and how often one fits depends on how closely the line's moves follow each other)", (0, 12)),
         Knob("style", str, "straight", "straight polylines, curved (monotone cubics through the knots), or mixed (half each)", choices=("straight", "curved", "mixed")),
         Knob("question", str, "pair", "pair: crossings between two named lines; total: all crossings", choices=("pair", "total")),
         Knob("same_colour", bool, False, "draw every line in black (total question only: the pair question names colours)"),
         Knob("thickness_px", int, [2, 3], "line thickness", (1, 8)),
         Knob("min_crossing_angle_deg", float, 30.0, "reject crossings flatter than this", (0.0, 90.0), audit=True),
         Knob("min_crossing_sep_px", float, 16.0, "min distance between any two crossings", (0.0, 200.0), audit=True),
+        Knob("min_lens_gap_lw", float, 3.0, "min white gap between two lines between two of their crossings, in line widths", (0.0, 20.0), audit=True),
         Knob("min_gap_lw", float, 4.0, "min centre-line gap between lines away from their crossings, in line widths", (1.0, 20.0), audit=True),
         Knob("endpoint_clearance_px", float, 12.0, "min distance from a line's end to any other line", (0.0, 200.0), audit=True),
         Knob("border_px", float, 10.0, "min distance from lines to the image border", (0.0, 100.0), audit=True),
@@ -67,18 +81,21 @@ class IntersectionTask:
         Column("count", int, "the answer: crossings counted by the question"),
         Column("total_crossings", int, "crossings among all lines"),
         Column("other_crossings", int, "crossings not counted by the question"),
-        Column("bends", int, "extra knots per line"),
+        Column("bends", int, "extra gentle knots per line"),
         Column("curved", bool, "lines drawn as curves (else straight polylines)"),
         Column("question_kind", str, "pair or total"),
         Column("same_colour", bool, "all lines drawn in one colour"),
         Column("thickness_px", int, "line thickness"),
         Column("rotation_deg", float, "rotation of the construction frame"),
     )
+    # Every level's `moves` lo is what the busiest line may need (check() tries the worst cases):
+    # the named lines carry up to `count` hi swaps and the turns to face each other, and with three
+    # lines the third takes part in every crossing when the answer is 0.
     levels = {
-        "easy": {"lines": 2, "count": [0, 5], "other_crossings": 0, "bends": [0, 1], "style": "straight", "thickness_px": 3},
-        "medium": {"lines": 3, "count": [0, 5], "other_crossings": [0, 3], "bends": [1, 2], "style": "mixed", "thickness_px": [2, 3]},
-        "hard": {"lines": [4, 5], "count": [0, 5], "other_crossings": [2, 6], "bends": [1, 3], "style": "curved", "thickness_px": 2},
-        "ood": {"lines": [6, 7], "count": [0, 8], "other_crossings": [6, 10], "bends": [2, 4], "style": "curved", "thickness_px": 2},
+        "easy": {"lines": 2, "count": [0, 5], "moves": [6, 7], "bends": 0, "style": "straight", "thickness_px": 3},
+        "medium": {"lines": 3, "count": [0, 5], "crossings": [5, 6], "moves": [8, 9], "bends": 0, "style": "mixed", "thickness_px": [2, 3]},
+        "hard": {"lines": [4, 5], "count": [0, 5], "crossings": [7, 9], "moves": [8, 9], "bends": 0, "style": "curved", "thickness_px": 2},
+        "ood": {"lines": [6, 7], "count": [0, 8], "crossings": [11, 13], "moves": [10, 11], "bends": 0, "style": "curved", "thickness_px": 2},
     }
 
     # ------------------------------------------------------------------ checks
@@ -86,135 +103,123 @@ class IntersectionTask:
     def check(self, params: Mapping[str, Any]) -> None:
         k = params["knobs"]
         w, h = params["canvas"]
-        n_hi = bounds_of(k["lines"])[1]
+        n_lo, n_hi = bounds_of(k["lines"])
         t_hi = bounds_of(k["thickness_px"])[1]
         c_hi = bounds_of(k["count"])[1]
-        if k["question"] == "pair" and k["same_colour"]:
+        x_lo, x_hi = bounds_of(k["crossings"])
+        m_lo, m_hi = bounds_of(k["moves"])
+        pair = k["question"] == "pair"
+        if pair and k["same_colour"]:
             raise UsageError("the pair question names the lines by colour: same_colour=true needs question=total")
         if not k["same_colour"] and n_hi > len(PALETTE):
             raise UsageError(f"{n_hi} lines with distinct colours: there are only {len(PALETTE)} colours")
         side = min(w, h) - 2 * k["border_px"]
-        band = side / math.sqrt(2) / n_hi  # the narrowest band: frame at 45 degrees, most lines
-        if band * (1 - 2 * JITTER) < k["min_gap_lw"] * t_hi:
+        layers = m_hi + LAYER_SLACK[1]  # the most a scene draws (a plan may need a few more)
+        # the narrowest band: frame at 45 degrees, most lines, fewest layers
+        band = min(side / math.sqrt(2) / n_hi, BAND_SLOTS * side / math.sqrt(2) / (layers + 1))
+        if band * (0.5 - 2 * JITTER) < k["min_gap_lw"] * t_hi:  # facing lines: half a band apart
             raise UsageError(
                 f"canvas {w}x{h} is too small for {n_hi} lines {t_hi} px thick {k['min_gap_lw']} line widths apart; "
                 "use a larger --canvas or fewer lines"
             )
-        # the counted swaps of one pair each need their own layer, min_crossing_sep_px apart
-        events = c_hi
-        if side / math.sqrt(2) / (events + 1) < k["min_crossing_sep_px"]:
+        if pair and n_hi >= 3 and x_lo < c_hi:
+            raise UsageError(f"crossings must be at least count's hi = {c_hi} (every answer must fit in every total), got {x_lo}")
+        # Moves must be enough for the busiest line in the worst case (the named lines when the
+        # answer is count's hi; with three lines, the third when it is 0), from any start.
+        worst = wiring.shortfall(sorted({n_lo, n_hi}), m_lo, sorted({bounds_of(k["count"])[0], c_hi}), sorted({x_lo, x_hi}), pair)
+        if worst is not None:
             raise UsageError(
-                f"up to {events} crossings do not fit {k['min_crossing_sep_px']} px apart on a {w}x{h} canvas; "
-                "lower count/other_crossings or use a larger --canvas"
+                f"moves={m_lo} per line is too few: {worst}; raise moves (its lo) or lower count/crossings"
+            )
+        # every layer (a counted swap, a move) needs its own slot, min_crossing_sep_px apart
+        if side / math.sqrt(2) / (layers + 1) < k["min_crossing_sep_px"]:
+            raise UsageError(
+                f"{layers} layers of moves (moves' hi + {LAYER_SLACK[1]}) do not fit {k['min_crossing_sep_px']} px apart on a "
+                f"{w}x{h} canvas; lower moves (and count) or use a larger --canvas"
             )
 
     # ------------------------------------------------------------------ sampling
 
     def sample(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene:
         k = params["knobs"]
-        # The answer and the scene's knobs are drawn once, before any audit can reject a scene,
-        # so rejections never bend their distributions (answers stay uniform over `count`).
+        # The answer and everything a model could read without counting it (number of lines, the
+        # picture's total, each line's moves) are drawn once, independently, before any audit can
+        # reject a scene, so rejections never bend their distributions.
         n = draw_int(rng, k["lines"])
+        t = draw_int(rng, k["count"])
+        pair = None if k["question"] == "total" else tuple(int(v) for v in rng.choice(n, 2, replace=False))
         draw = {
             "n": n,
-            "t": draw_int(rng, k["count"]),
-            "others": draw_int(rng, k["other_crossings"]),
+            "t": t,
+            "total": draw_int(rng, k["crossings"]) if pair is not None and n >= 3 else t,
+            "moves": [draw_int(rng, k["moves"]) for _ in range(n)],
+            # the frame's layers: at least this many (more only where the plan needs them)
+            "layers": draw_int(rng, [bounds_of(k["moves"])[1] + LAYER_SLACK[0], bounds_of(k["moves"])[1] + LAYER_SLACK[1]]),
             "bends": draw_int(rng, k["bends"]),
             "thickness": draw_int(rng, k["thickness_px"]),
             "curved": k["style"] == "curved" or (k["style"] == "mixed" and bool(rng.random() < 0.5)),
-            "pair": None if k["question"] == "total" else tuple(int(v) for v in rng.choice(n, 2, replace=False)),
+            "pair": pair,
         }
-        hint = "lower count/other_crossings/lines, use a larger --canvas or loosen the audit thresholds"
+        hint = "lower count/crossings/lines, raise moves, use a larger --canvas or loosen the audit thresholds"
         return first_accepted(self.name, lambda: self._attempt(rng, params, **draw), k, hint)
 
-    @staticmethod
-    def _events(rng: np.random.Generator, n: int, t: int, others: int, pair: tuple[int, int] | None):
-        """Initial order (rank -> line) and a list of adjacent swaps (by lower rank) with the
-        queried pair swapping exactly `t` times (or `t` swaps in all when `pair` is None)."""
-        order = [int(v) for v in rng.permutation(n)]
-        start = list(order)
-        events: list[int] = []
-
-        def swap(p: int) -> None:
-            events.append(p)
-            order[p], order[p + 1] = order[p + 1], order[p]
-
-        if pair is None:
-            for _ in range(t):
-                swap(int(rng.integers(n - 1)))
-            return start, events
-        a, b = pair
-        kinds = np.array([True] * t + [False] * others)
-        rng.shuffle(kinds)
-        for is_pair in kinds:
-            if is_pair:
-                ra, rb = order.index(a), order.index(b)
-                while abs(ra - rb) > 1:  # bring them together: each step crosses a third line
-                    step = 1 if rb > ra else -1
-                    if rng.random() < 0.5:
-                        swap(min(ra, ra + step))
-                        ra += step
-                    else:
-                        swap(min(rb, rb - step))
-                        rb -= step
-                swap(min(ra, rb))
-            else:
-                choices = [p for p in range(n - 1) if {order[p], order[p + 1]} != {a, b}]
-                if choices:
-                    swap(choices[int(rng.integers(len(choices)))])
-        return start, events
-
-    def _attempt(self, rng, params, n, t, others, bends, thickness, curved, pair) -> Scene | str:
+    def _attempt(self, rng, params, n, t, total, moves, layers, bends, thickness, curved, pair) -> Scene | str:
         """One scene with the drawn knobs, or the name of the audit rule it broke."""
         k = params["knobs"]
         w, h = params["canvas"]
-        start, events = self._events(rng, n, t, others, pair)
-
-        # Layers: an event goes right after the last earlier event on an overlapping band.
-        layer_of: list[int] = []
-        for e, p in enumerate(events):
-            prev = [layer_of[f] for f in range(e) if abs(events[f] - p) <= 1]
-            layer_of.append(max(prev) + 1 if prev else 0)
-        n_layers = max(layer_of) + 1 if events else 0
+        plan = wiring.move_plan(rng, n, moves, t, total, pair)
+        if plan is None:
+            return "move plan"
+        placed, n_layers = wiring.schedule(plan, n, rng, layers)
 
         theta = float(rng.uniform(0.0, math.pi))  # any orientation
         c, s = abs(math.cos(theta)), abs(math.sin(theta))
         side = (min(w, h) - 2 * k["border_px"] - thickness) / (c + s)  # the rotated frame fits the canvas
-        band = side / n
         slot = side / (n_layers + 1)
-        # Layer centres (+-0.1 slot). A swap reaches at most ~0.52 slot from its layer's nominal
-        # centre, so two swaps of one line (successive layers) almost never overlap; when they do,
-        # the line's knots interleave and the exact recount rejects the scene.
-        centres = slot * (np.arange(n_layers) + 1) + rng.uniform(-0.1, 0.1, n_layers) * slot
+        # Bands no taller than BAND_SLOTS layers are wide, so a move (half a band) keeps its slope
+        # (and the crossing its angle) however many lines share the frame; the bands sit centred.
+        band = min(side / n, BAND_SLOTS * slot)
+        v0 = (side - n * band) / 2.0
+        step = band / 2.0  # one move: half a band
 
-        # Knots per line: (u, v) — ends, both sides of each of its swaps, and extra bends. A swap
-        # crosses the boundary between bands p and p+1: each line goes from `amp` on its side of
-        # the boundary to `amp` on the other side with slope about `slope` (crossing angle ~90 deg
-        # at slope 1; the audit bounds it), staying inside its bands.
-        order = list(start)
+        def level_v(level: int) -> float:
+            return v0 + (level + 0.5) * step + rng.uniform(-JITTER, JITTER) * band
+
+        # Layer centres (+-0.1 slot). A move reaches at most ~0.42 slot from its layer's nominal
+        # centre, so two moves of one line (different layers) almost never overlap; when they do,
+        # the scene is rejected ("moves overlap").
+        centres = slot * (np.arange(n_layers) + 1) + rng.uniform(-0.1, 0.1, n_layers) * slot
+        # Each visit of a level gets one rest height (level +- JITTER band), and a move runs from the
+        # line's rest to its next one: between moves a line is exactly flat, so every move has the
+        # same shape however close its neighbours are (a swap's zigzag with its partner and a
+        # feint look alike).
+        start_level = [0] * n
+        for r, line in enumerate(plan.start_order):
+            start_level[line] = 2 * r + plan.start_half[line]
+        rest = [level_v(start_level[line]) for line in range(n)]
+        first_rest = list(rest)
         knots: list[list[tuple[float, float]]] = [[] for _ in range(n)]
-        busy: list[list[tuple[float, float]]] = [[] for _ in range(n)]
-        for e, p in enumerate(events):
-            slope = rng.uniform(0.55, 1.8)
-            half_w = rng.uniform(0.2, 0.38) * slot
-            amp = min(slope * half_w, rng.uniform(0.15, 0.3) * band)
-            half_w = amp / slope
-            c0 = centres[layer_of[e]] + rng.uniform(-0.1, 0.1) * half_w
-            lo, hi = c0 - half_w, c0 + half_w
-            boundary = (p + 1) * band
-            x, y = order[p], order[p + 1]
-            a = amp * rng.uniform(0.8, 1.2, 4)
-            knots[x] += [(lo, boundary - a[0]), (hi, boundary + a[1])]
-            knots[y] += [(lo, boundary + a[2]), (hi, boundary - a[3])]
-            busy[x].append((lo, hi))
-            busy[y].append((lo, hi))
-            order[p], order[p + 1] = y, x
-        def centre_v(line: int, u: float) -> float:  # a knot at band centre +- jitter, wherever u is
-            rank = start.index(line)
-            for (lo, hi), (_, v_after) in zip(busy[line], knots[line][1::2]):
+        spans: list[list[tuple[float, float, float]]] = [[] for _ in range(n)]  # (lo, hi, rest after)
+        for mv, layer in placed:
+            # Every move is drawn alike, swap or feint: half a band at a mean slope of 0.55..1.1
+            # (up to 1.5x that mid-move on curves), so a swap's two lines cross at 60..120 deg.
+            half_w = min(step / 2.0 / rng.uniform(0.55, 1.1), 0.38 * slot)
+            c0 = centres[layer] + rng.uniform(-0.1, 0.1) * half_w
+            for line, (_, l1) in zip(mv.lines, mv.levels):
+                after = level_v(l1)
+                knots[line] += [(c0 - half_w, rest[line]), (c0 + half_w, after)]
+                spans[line].append((c0 - half_w, c0 + half_w, after))
+                rest[line] = after
+        for line in range(n):
+            if any(hi >= lo2 for (_, hi, _), (lo2, _, _) in zip(spans[line], spans[line][1:])):
+                return "moves overlap"
+
+        def rest_at(line: int, u: float) -> float:
+            v = first_rest[line]
+            for lo, hi, after in spans[line]:
                 if hi <= u:
-                    rank = int(v_after // band)
-            return (rank + 0.5 + rng.uniform(-JITTER, JITTER)) * band
+                    v = after
+            return v
 
         lines = []
         margin = 0.1 * slot
@@ -222,10 +227,10 @@ class IntersectionTask:
             u0 = rng.uniform(0.0, 0.3) * slot
             u1 = side - rng.uniform(0.0, 0.3) * slot
             pts = list(knots[line])
-            for u in sorted(rng.uniform(u0, u1, bends)):
-                if not any(lo - margin <= u <= hi + margin for lo, hi in busy[line]):
-                    pts.append((float(u), centre_v(line, u)))
-            pts += [(float(u0), centre_v(line, u0)), (float(u1), centre_v(line, u1))]
+            for u in sorted(rng.uniform(u0, u1, bends)):  # gentle knots where the line rests
+                if not any(lo - margin <= u <= hi + margin for lo, hi, _ in spans[line]):
+                    pts.append((float(u), rest_at(line, u) + rng.uniform(-JITTER, JITTER) * band))
+            pts += [(float(u0), rest_at(line, u0)), (float(u1), rest_at(line, u1))]
             pts.sort()
             us = np.array([u for u, _ in pts])
             vs = np.array([v for _, v in pts])
@@ -257,7 +262,7 @@ class IntersectionTask:
         found = []  # (i, j, point, angle)
         for i in range(n):
             for j in range(i + 1, n):
-                cr = geo.segment_crossings(lines[i], lines[j])
+                cr = geo.monotone_crossings(lines[i], us[i], lines[j], us[j])  # lines are monotone in u
                 found += [(i, j, cr.points[x], float(cr.angle_deg[x])) for x in range(len(cr))]
         counted = [f for f in found if pair is None or {f[0], f[1]} == set(pair)]
         if len(counted) != t:
@@ -274,6 +279,14 @@ class IntersectionTask:
             cb = k["crossing_border_px"]
             if pts.min() < cb or pts[:, 0].max() > w - cb or pts[:, 1].max() > h - cb:
                 return "crossing near border"
+            # Two crossings of one pair must read as two: white between the strokes in the lens.
+            min_lens = (k["min_lens_gap_lw"] + 1.0) * thickness
+            per_pair = np.bincount([f[0] * n + f[1] for f in found], minlength=n * n)
+            for pp in np.nonzero(per_pair > 1)[0]:
+                i, j = divmod(int(pp), n)
+                both = (geo.monotone_crossings(lines[i], us[i], lines[j], us[j]), geo.monotone_crossings(lines[j], us[j], lines[i], us[i]))
+                if geo.lens_widths(lines[i], lines[j], crossings=both).min() < min_lens:
+                    return "crossings too close (lens)"
 
         # Away from their crossings, no two lines come closer than min_gap_lw line widths (this
         # also rejects touching and overlapping lines: they have no crossing point to excuse them).
@@ -352,6 +365,8 @@ class IntersectionTask:
     def draw(self, geometry: Mapping[str, Any]) -> list[Primitive]:
         t = int(geometry["thickness_px"])
         return [Polyline(np.asarray(ln["points"]), tuple(ln["rgb"]), t) for ln in geometry["lines"]]
+
+
 
 
 

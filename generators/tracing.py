@@ -1,7 +1,9 @@
 """Line tracing: follow a curve from its lettered start marker to its numbered end marker.
 
 Layout: start markers on the left (labelled A, B, C, ... top to bottom), end markers on the right
-(numbered 1..N in random order, so the answer carries no positional prior). Every curve is a
+(numbered 1..N in random order, so the answer carries no positional prior). The queried start and
+the end slot its curve reaches are drawn first, uniformly and independently, and scenes are drawn
+to match, so which end is the answer does not depend on where the ends sit. Every curve is a
 Catmull-Rom spline through evenly spaced control points, flattened on abscissae shared by all
 curves of the scene; that makes every crossing test exact and vectorised (geometry.graph_crossings).
 """
@@ -9,6 +11,7 @@ curves of the scene; that makes every crossing test exact and vectorised (geomet
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from typing import Any, Mapping
 
@@ -34,6 +37,25 @@ def _label_metrics() -> tuple[int, int, int]:
     return tuple(max(v) for v in zip(*(text_size(g, FONT_SCALE, FONT_THICKNESS) for g in LABEL_GLYPHS)))
 
 
+@functools.lru_cache(maxsize=256)
+def _orders(n: int, q: int, dest: int, total: int) -> tuple[tuple[int, ...], ...]:
+    """The end assignments (curve i -> end slot perm[i]) with perm[q] = dest that `total` crossings
+    can realise with the fewest extra crossings: a pair of curves whose ends are out of order (an
+    inversion) crosses an odd number of times, any other pair an even number, so the inversions are
+    at most `total` and of the same parity, and two below it if the queried curve is in none (it
+    must cross something: twice then); of those, the ones with the most inversions (random curves
+    rarely cross twice, so these pass the exact count most often)."""
+    rest = [s for s in range(n) if s != dest]
+    by_inv: dict[int, list[tuple[int, ...]]] = {}
+    for others in itertools.permutations(rest):
+        perm = others[:q] + (dest,) + others[q:]
+        inv = sum(perm[i] > perm[j] for i in range(n) for j in range(i + 1, n))
+        q_inv = sum((perm[i] > dest) != (i > q) for i in range(n) if i != q)
+        if inv + (2 if q_inv == 0 else 0) <= total and (total - inv) % 2 == 0:
+            by_inv.setdefault(inv, []).append(perm)
+    return tuple(by_inv[max(by_inv)]) if by_inv else ()
+
+
 @functools.lru_cache(maxsize=64)
 def _spline_basis(k: int, per_span: int) -> np.ndarray:
     """[M, k] matrix taking k evenly spaced control ordinates to the flattened Catmull-Rom curve
@@ -51,7 +73,7 @@ def _spline_basis(k: int, per_span: int) -> np.ndarray:
 
 class TracingTask:
     name = "tracing"
-    version = "1"
+    version = "2"
     description = "Follow the line from a lettered start to its numbered end."
     answer_kind = "number"
     target_description = "the queried curve's end marker and its number label"
@@ -61,12 +83,14 @@ class TracingTask:
         Knob("curves", int, [3, 6], "number of curves", (2, 8)),
         Knob("bends", int, [1, 3], "interior control points per curve (wiggliness)", (0, 8)),
         Knob("wiggle", float, [0.05, 0.2], "how far bends stray from the straight start-end line, as a fraction of the height", (0.0, 1.0)),
-        Knob("crossings", int, [1, 14], "total crossings required in the scene (lo..hi)", (0, 80)),
+        Knob("crossings", int, [1, 14], "total crossings in the scene (lo..hi)", (0, 80)),
+        Knob("exact_crossings", bool, True, "draw the total first, uniformly from crossings (at least curves - 1), and build the scene with exactly that many, so the total says nothing about the answer; false: any total in the range"),
         Knob("same_colour", bool, False, "draw every curve and marker in black (hard) instead of distinct colours"),
         Knob("thickness_px", int, [2, 3], "line thickness", (1, 8)),
         Knob("min_crossing_angle_deg", float, 25.0, "reject crossings flatter than this", (0.0, 90.0), audit=True),
         Knob("min_gap_lw", float, 4.0, "min centre-line gap between curves away from crossings, in line widths", (1.0, 20.0), audit=True),
         Knob("min_crossing_sep_px", float, 16.0, "min distance between any two crossings", (0.0, 200.0), audit=True),
+        Knob("min_lens_gap_lw", float, 3.0, "min white gap between two curves between two of their crossings, in line widths", (0.0, 20.0), audit=True),
         Knob("crossing_clearance_px", float, 20.0, "min distance from a crossing to any marker or label", (0.0, 200.0), audit=True),
         Knob("marker_clearance_px", float, 6.0, "min gap between a curve and another curve's marker", (0.0, 100.0), audit=True),
         Knob("border_px", float, 10.0, "min distance from curves to the image border (labels are laid out from it)", (0.0, 100.0), audit=True),
@@ -84,11 +108,13 @@ class TracingTask:
         Column("query_length_px", float, "arc length of the queried curve"),
     )
     levels = {
-        "easy": {"curves": 3, "bends": [1, 2], "wiggle": [0.05, 0.15], "crossings": [1, 3], "same_colour": False, "thickness_px": 3},
-        "medium": {"curves": [4, 5], "bends": [2, 3], "wiggle": [0.1, 0.2], "crossings": [2, 6], "same_colour": False, "thickness_px": [2, 3]},
-        "hard": {"curves": [5, 6], "bends": [3, 4], "wiggle": [0.05, 0.15], "crossings": [4, 12], "same_colour": True, "thickness_px": 2},
+        "easy": {"curves": 3, "bends": [1, 2], "wiggle": [0.05, 0.15], "crossings": [2, 3], "same_colour": False, "thickness_px": 3},
+        "medium": {"curves": [4, 5], "bends": [2, 3], "wiggle": [0.1, 0.2], "crossings": [4, 6], "same_colour": False, "thickness_px": [2, 3]},
+        "hard": {"curves": [5, 6], "bends": [3, 4], "wiggle": [0.05, 0.15], "crossings": [5, 8], "same_colour": True, "thickness_px": 2},
         # out of distribution: more curves, bends and crossings than any level `mixed` draws from
-        "ood": {"curves": [7, 8], "bends": [4, 5], "wiggle": [0.05, 0.15], "crossings": [12, 24], "same_colour": True, "thickness_px": 2},
+        # ood: with 7-8 curves and 12-24 crossings the total is far above what any answer needs, and
+        # an exact total would pass the audit too rarely (its scenes already pass 1 time in 100-1000)
+        "ood": {"curves": [7, 8], "bends": [4, 5], "wiggle": [0.05, 0.15], "crossings": [12, 24], "exact_crossings": False, "same_colour": True, "thickness_px": 2, "max_attempts": 20000},
     }
 
     # ------------------------------------------------------------------ layout
@@ -136,6 +162,11 @@ class TracingTask:
             raise UsageError("one curve cannot cross anything: use curves >= 2 or crossings=0")
         if x_hi < 1:
             raise UsageError("the queried line must cross another line: crossings must allow at least 1")
+        if k["exact_crossings"] and x_lo < c_hi - 1:
+            raise UsageError(
+                f"with exact_crossings, crossings must be at least curves - 1 = {c_hi - 1} (the queried line may have to "
+                f"cross every other one to reach its end), got {x_lo}; raise crossings or set exact_crossings=false"
+            )
         max_x = (c_hi * (c_hi - 1) // 2) * (bounds_of(k["bends"])[1] + 1) * 2
         if x_lo > max_x:
             raise UsageError(
@@ -146,17 +177,31 @@ class TracingTask:
     # ------------------------------------------------------------------ sampling
 
     def sample(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene:
+        k = params["knobs"]
+        # The query and its answer are drawn first, with the scene's knobs, before any audit can
+        # reject a scene: the queried start (A, B, ... from the top) and the end slot (from the top)
+        # its curve reaches are uniform and independent, so where the ends sit says nothing about
+        # which one is the answer. Scenes are then drawn until one passes with that curve crossing
+        # at least one other.
+        n = draw_int(rng, k["curves"])
+        draw = {
+            "n": n,
+            "bends": draw_int(rng, k["bends"]),
+            "thickness": draw_int(rng, k["thickness_px"]),
+            "q": int(rng.integers(n)),
+            "dest": int(rng.integers(n)),
+            "total": draw_int(rng, k["crossings"]) if k["exact_crossings"] else None,
+        }
         hint = "loosen the crossings range or the audit thresholds"
-        return first_accepted(self.name, lambda: self._attempt(rng, params), params["knobs"], hint)
+        return first_accepted(self.name, lambda: self._attempt(rng, params, **draw), k, hint)
 
-    def _attempt(self, rng: np.random.Generator, params: Mapping[str, Any]) -> Scene | str:
+    def _attempt(
+        self, rng: np.random.Generator, params: Mapping[str, Any], n: int, bends: int, thickness: int, q: int, dest: int, total: int | None
+    ) -> Scene | str:
         """One scene, or the name of the audit rule it broke (cheapest checks first)."""
         k = params["knobs"]
         w, h = params["canvas"]
-        n = draw_int(rng, k["curves"])
-        bends = draw_int(rng, k["bends"])
-        thickness = draw_int(rng, k["thickness_px"])
-        lo_x, hi_x = bounds_of(k["crossings"])
+        lo_x, hi_x = bounds_of(k["crossings"]) if total is None else (total, total)
         f = self._frame(params, thickness)
 
         def slots() -> np.ndarray:  # n sorted positions at least `slot` apart in [y_lo, y_hi]
@@ -165,7 +210,12 @@ class TracingTask:
 
         y_start = slots()
         y_end = slots()
-        perm = rng.permutation(n)  # curve i ends at end slot perm[i]
+        if total is None:
+            others = [int(v) for v in rng.permutation([s for s in range(n) if s != dest])]
+            perm = np.array(others[:q] + [dest] + others[q:])  # curve i ends at end slot perm[i]; the queried one at dest
+        else:  # curves cross at least as often as their ends are out of order, and as often mod 2
+            options = _orders(n, q, dest, total)
+            perm = np.array(options[int(rng.integers(len(options)))])
         x_ctrl = np.linspace(f["x_start"], f["x_end"], bends + 2)
         y_ctrl = np.empty((n, bends + 2))
         y_ctrl[:, 0] = y_start
@@ -177,7 +227,23 @@ class TracingTask:
 
         per_span = max(2, int(math.ceil((x_ctrl[1] - x_ctrl[0]) / VERTEX_SPACING_PX)))
         xs = geo.snap(np.linspace(f["x_start"], f["x_end"], (bends + 1) * per_span + 1))
-        ys = geo.snap(y_ctrl @ _spline_basis(bends + 2, per_span).T)  # [n, M]
+        basis = _spline_basis(bends + 2, per_span)
+        ys = y_ctrl @ basis.T  # [n, M]
+        # Build to match rather than wait for a match by chance: while the queried curve crosses
+        # nothing (typically when it runs straight across at an edge) or the scene has fewer
+        # crossings than it must, trade one interior control point between two curves that are
+        # neighbours there, which makes them cross twice around it.
+        for _ in range(2 * (hi_x + 1) if bends else 0):
+            q_free = not np.any(np.diff(np.sign(ys[q][None, :] - np.delete(ys, q, axis=0)), axis=1))
+            if not q_free and geo.graph_crossing_count(ys) >= lo_x:
+                break
+            c = 1 + int(rng.integers(bends))
+            rank = np.argsort(y_ctrl[:, c], kind="stable")
+            at = int(np.nonzero(rank == q)[0][0]) if q_free else int(rng.integers(n))
+            i, j = (rank[at], rank[at + 1]) if at + 1 < n and (at == 0 or rng.random() < 0.5) else (rank[at - 1], rank[at])
+            y_ctrl[[i, j], c] = y_ctrl[[j, i], c]
+            ys = y_ctrl @ basis.T
+        ys = geo.snap(ys)
 
         half = thickness / 2.0
         # Curves stay inside the canvas.
@@ -193,6 +259,15 @@ class TracingTask:
             np.fill_diagonal(d, np.inf)
             if d.min() < k["min_crossing_sep_px"]:
                 return "crossings too close"
+            # Two crossings of one pair must read as two: white between the strokes in the lens.
+            pair_id = cross.first * n + cross.second
+            ids, counts = np.unique(pair_id, return_counts=True)
+            for pid in ids[counts > 1]:
+                i, j = divmod(int(pid), n)
+                a_ = np.stack([xs, ys[i]], axis=1)
+                b_ = np.stack([xs, ys[j]], axis=1)
+                if geo.lens_widths(a_, b_).min() < (k["min_lens_gap_lw"] + 1.0) * thickness:
+                    return "crossings too close (lens)"
 
         # Markers and labels.
         r = f["marker_r"]
@@ -240,10 +315,8 @@ class TracingTask:
             names = list(PALETTE)
             colours = [(names[c], PALETTE[names[c]]) for c in rng.choice(len(names), n, replace=False)]
         crossings_per_curve = np.bincount(np.concatenate([cross.first, cross.second]), minlength=n)
-        candidates = np.nonzero(crossings_per_curve > 0)[0]
-        if candidates.size == 0:
-            return "no crossing"
-        q = int(candidates[rng.integers(candidates.size)])
+        if crossings_per_curve[q] == 0:
+            return "no crossing on the queried curve"
 
         labels, label_boxes = [], []
         curves = []

@@ -149,6 +149,39 @@ def segment_crossings(a: np.ndarray, b: np.ndarray) -> Crossings:
     return Crossings(zeros, zeros + 1, i.astype(np.int64), pts, ang)
 
 
+def monotone_crossings(a: np.ndarray, ua: np.ndarray, b: np.ndarray, ub: np.ndarray) -> Crossings:
+    """`segment_crossings(a, b)` for polylines that are both monotone along one axis: `ua`, `ub` are
+    their vertices' strictly increasing coordinates along it. Only segments whose spans overlap on
+    that axis can cross, so only those pairs are tested; the result is the same, in the same order."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    lo = np.clip(np.searchsorted(ub, ua[:-1], side="right") - 1, 0, len(ub) - 2)  # first b segment reaching a's start
+    hi = np.clip(np.searchsorted(ub, ua[1:], side="left"), 1, len(ub) - 1)  # one past the last b segment starting before a's end
+    width = int((hi - lo).max(initial=0))
+    if width <= 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Crossings(empty, empty, empty, np.zeros((0, 2)), np.zeros(0))
+    j = lo[:, None] + np.arange(width)[None, :]  # [M-1, W] candidate segments of b
+    ok = j < hi[:, None]
+    i = np.broadcast_to(np.arange(len(a) - 1)[:, None], j.shape)[ok]
+    j = j[ok]
+    p, r = a[i], a[i + 1] - a[i]
+    q, s = b[j], b[j + 1] - b[j]
+    denom = r[:, 0] * s[:, 1] - r[:, 1] * s[:, 0]
+    qp = q - p
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t = (qp[:, 0] * s[:, 1] - qp[:, 1] * s[:, 0]) / denom
+        u = (qp[:, 0] * r[:, 1] - qp[:, 1] * r[:, 0]) / denom
+    t_hi = np.where(i == len(a) - 2, 1.0 + 1e-12, 1.0)
+    u_hi = np.where(j == len(b) - 2, 1.0 + 1e-12, 1.0)
+    hit = (denom != 0) & (t >= 0) & (t < t_hi) & (u >= 0) & (u < u_hi)
+    i, j, t = i[hit], j[hit], t[hit]
+    pts = a[i] + t[:, None] * (a[i + 1] - a[i])
+    ang = acute_angle_deg(a[i + 1] - a[i], b[j + 1] - b[j])
+    zeros = np.zeros(len(i), dtype=np.int64)
+    return Crossings(zeros, zeros + 1, i.astype(np.int64), pts, ang)
+
+
 @functools.lru_cache(maxsize=64)
 def _pairs(c: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(c, k=1)
@@ -189,6 +222,32 @@ def graph_crossings(xs: np.ndarray, ys: np.ndarray) -> Crossings:
     # acute angle between directions (dx, dyi) and (dx, dyj)
     ang = np.degrees(np.arctan2(np.abs(dx * (dyj - dyi)), np.abs(dx * dx + dyi * dyj)))
     return Crossings(fi, se, k, pts, ang)
+
+
+def lens_widths(a: np.ndarray, b: np.ndarray, step_px: float = 1.0, crossings: tuple[Crossings, Crossings] | None = None) -> np.ndarray:
+    """For polylines `a` and `b` that cross X times and are both monotone in one direction (their
+    crossings come in the same order along each), the widest centre-line distance between them
+    inside each of the X - 1 lenses between consecutive crossings: the largest distance from a point
+    of either arc (points every `step_px`) to the other arc. A lens not much wider than a line reads
+    as one blob, not as two crossings. `crossings`: `segment_crossings(a, b)` and `(b, a)`, if known."""
+    dense, exact = [], []  # per polyline: its lens arcs as points every step_px, and as polylines
+    for side, (p, q) in enumerate(((a, b), (b, a))):
+        p = np.asarray(p, dtype=np.float64)
+        cr = crossings[side] if crossings is not None else segment_crossings(p, q)
+        cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(p, axis=0).T))])
+        s = np.sort(cum[cr.segment] + np.hypot(*(cr.points - p[cr.segment]).T))
+        at = lambda ss: np.stack([np.interp(ss, cum, p[:, 0]), np.interp(ss, cum, p[:, 1])], axis=1)  # noqa: E731
+        dense.append([at(np.linspace(s0, s1, max(2, int(np.ceil((s1 - s0) / step_px)) + 1))) for s0, s1 in zip(s[:-1], s[1:])])
+        exact.append([at(np.concatenate([[s0], cum[(cum > s0) & (cum < s1)], [s1]])) for s0, s1 in zip(s[:-1], s[1:])])
+    if len(dense[0]) != len(dense[1]):  # pragma: no cover - both count the same crossings
+        raise ValueError("lens_widths: the two polylines disagree on their crossings")
+    return np.asarray(
+        [
+            max(points_to_polyline(da, eb).max(), points_to_polyline(db, ea).max())
+            for da, db, ea, eb in zip(dense[0], dense[1], exact[0], exact[1])
+        ],
+        dtype=np.float64,
+    )
 
 
 # --------------------------------------------------------------------------- distances

@@ -3,7 +3,9 @@
 Three levels, as in the KLAL paper: *target* tokens (those whose canvas cell holds any target
 area) share the mass `target` in proportion to the exact target area inside each cell; their
 *neighbours* (within `radius` cells, Chebyshev distance, same grid) share `neighbour` equally;
-every other token shares `floor` equally. When a level has no tokens its mass goes to the other
+every other token shares `floor` equally. Only what lies on the canvas counts: a token that covers
+no canvas (padding, e.g. `llava-1.5-pad` on a wide picture) is never a target or a neighbour, and a
+target reaching past the picture's edge gives area only to the tokens that show it. When a level has no tokens its mass goes to the other
 levels in proportion to theirs, so the map always sums to 1.
 
 Targets are plain dicts (stored on every row in `geometry["targets"]`):
@@ -50,20 +52,37 @@ class MapParams:
         return asdict(self)
 
 
-def target_areas(targets: Sequence[Mapping[str, Any]], grid: TokenGrid) -> np.ndarray:
-    """Exact target area (px^2) inside each cell of `grid` -> float64 [rows, cols]."""
+def _clipped_edges(grid: TokenGrid, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The grid's edges clipped to the canvas: a token's cell counts only the part of it that shows
+    the picture (a padding token's cell is empty)."""
+    if canvas is None:
+        return grid.x_edges, grid.y_edges
+    return np.clip(grid.x_edges, 0.0, float(canvas[0])), np.clip(grid.y_edges, 0.0, float(canvas[1]))
+
+
+def target_areas(targets: Sequence[Mapping[str, Any]], grid: TokenGrid, canvas: tuple[int, int] | None = None) -> np.ndarray:
+    """Exact target area (px^2) inside each cell of `grid` -> float64 [rows, cols]; with `canvas`
+    (width, height), only the area that lies on the canvas (a target reaching past the picture's
+    edge gives nothing to the padding tokens there)."""
+    xe, ye = _clipped_edges(grid, canvas)
     area = np.zeros(grid.shape, dtype=np.float64)
     for t in targets:
         kind = t["type"]
         if kind == "disc":
-            area += disc_cell_areas(t["center"], t["radius"], grid.x_edges, grid.y_edges)
+            area += disc_cell_areas(t["center"], t["radius"], xe, ye)
         elif kind == "rect":
-            area += rect_cell_areas(t["box"], grid.x_edges, grid.y_edges)
+            area += rect_cell_areas(t["box"], xe, ye)
         elif kind == "polygon":
-            area += polygon_cell_areas(t["points"], grid.x_edges, grid.y_edges)
+            area += polygon_cell_areas(t["points"], xe, ye)
         else:
             raise ValueError(f"unknown target type {kind!r}")
     return area
+
+
+def canvas_coverage(grid: TokenGrid, canvas: tuple[int, int]) -> np.ndarray:
+    """Per token, whether its cell covers any of the canvas (False for padding) -> bool [rows, cols]."""
+    xe, ye = _clipped_edges(grid, canvas)
+    return (np.diff(ye) > 0)[:, None] & (np.diff(xe) > 0)[None, :]
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -79,9 +98,10 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def grid_maps(targets: Sequence[Mapping[str, Any]], layout: Layout, params: MapParams = MapParams()) -> list[np.ndarray]:
     """P(S) on every grid of `layout`: float64 arrays of each grid's shape, summing to 1 together."""
-    areas = [target_areas(targets, g) for g in layout.grids]
+    areas = [target_areas(targets, g, layout.canvas) for g in layout.grids]
     is_target = [a > 0 for a in areas]
-    is_neigh = [_dilate(t, params.radius) & ~t for t in is_target]
+    # a padding token (its cell shows none of the picture) is never a target or a neighbour: floor
+    is_neigh = [_dilate(t, params.radius) & ~t & canvas_coverage(g, layout.canvas) for t, g in zip(is_target, layout.grids)]
     total_area = sum(float(a.sum()) for a in areas)
     n_neigh = sum(int(m.sum()) for m in is_neigh)
     n_floor = layout.num_tokens - sum(int(t.sum()) for t in is_target) - n_neigh

@@ -36,7 +36,7 @@ def test_tasks_lists_tracing_knobs_and_levels():
 
 def test_generate_small_and_verify(tmp_path):
     out = tmp_path / "d"
-    result = runner.invoke(app, ["generate", "--n", "12", "--out", str(out), "--workers", "1", "--difficulty", "easy", "--knob", "curves=4", "--canvas", "512x384"])
+    result = runner.invoke(app, ["generate", "--n", "12", "--out", str(out), "--workers", "1", "--difficulty", "easy", "--knob", "curves=4", "--knob", "crossings=3..4", "--canvas", "512x384"])
     assert result.exit_code == 0, result.output
     assert "wrote 12 rows" in result.output
     result = runner.invoke(app, ["verify", str(out), "--all"])

@@ -152,6 +152,6 @@ def test_knob_order_does_not_change_the_folder(tmp_path, tiny_spec):
     from linebench.tasks import ParamSpec
 
     a, b = tmp_path / "a", tmp_path / "b"
-    generate(RunSpec("tracing", n=3, params=ParamSpec(overrides={"curves": 4, "bends": 2})), a, shard_size=3)
-    generate(RunSpec("tracing", n=3, params=ParamSpec(overrides={"bends": 2, "curves": 4})), b, shard_size=3)
+    generate(RunSpec("tracing", n=3, params=ParamSpec(overrides={"curves": 4, "bends": 2, "crossings": [3, 5]})), a, shard_size=3)
+    generate(RunSpec("tracing", n=3, params=ParamSpec(overrides={"crossings": [3, 5], "bends": 2, "curves": 4})), b, shard_size=3)
     assert folder_bytes(a) == folder_bytes(b)

@@ -125,10 +125,10 @@ def test_sampling_is_a_pure_function_of_seed_and_params():
 
 
 def test_non_square_canvas():
-    _, batch = scenes("medium", 5, seed=2, canvas=(640, 360))
+    _, batch = scenes("medium", 5, seed=2, canvas=(640, 480))
     for s in batch:
         pts = np.concatenate([np.array(ln["points"]) for ln in s.geometry["lines"]])
-        assert pts[:, 0].max() < 640 and pts[:, 1].max() < 360
+        assert pts[:, 0].max() < 640 and pts[:, 1].max() < 480
 
 
 @pytest.mark.parametrize(
@@ -136,9 +136,85 @@ def test_non_square_canvas():
     [
         ((448, 448), {"same_colour": True}, "needs question=total"),
         ((128, 128), {"lines": 8}, "too small"),
-        ((448, 448), {"count": 30, "other_crossings": 30}, "do not fit"),
+        ((448, 448), {"count": [0, 20], "crossings": [20, 22], "moves": [24, 25], "thickness_px": 1}, "do not fit"),
+        ((448, 448), {"crossings": [3, 6]}, "at least count's hi = 5"),
+        ((448, 448), {"moves": [4, 5]}, "moves=4 per line is too few"),
+        ((640, 360), {}, "too small"),
     ],
 )
 def test_impossible_parameters_are_refused(canvas, overrides, message):
     with pytest.raises(UsageError, match=message):
         resolve_params(TASK, "medium", ParamSpec(canvas, "medium", overrides))
+
+
+def contingency_chi2(xs, ys):
+    """Pearson's chi-square statistic and degrees of freedom of a contingency table of two lists."""
+    xv, yv = sorted(set(xs)), sorted(set(ys))
+    table = np.zeros((len(xv), len(yv)))
+    for x, y in zip(xs, ys):
+        table[xv.index(x), yv.index(y)] += 1
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    return float(((table - expected) ** 2 / expected).sum()), (len(xv) - 1) * (len(yv) - 1)
+
+
+@pytest.mark.parametrize("level", ["medium", "hard"])
+def test_the_pictures_total_says_nothing_about_the_answer(level):
+    """Total crossings are drawn independently of the answer: their joint histogram is a product
+    (chi-square well inside its p = 0.001 bound), and every total occurs with every answer."""
+    params, batch = scenes(level, 600, seed=8)
+    totals = [s.knobs["total_crossings"] for s in batch]
+    answers = [int(s.answer) for s in batch]
+    lo, hi = params["knobs"]["crossings"]
+    assert set(totals) == set(range(lo, hi + 1))
+    chi2, dof = contingency_chi2(totals, answers)
+    assert chi2 < {5: 20.5, 10: 29.6}[dof]
+    before = Counter(zip(totals, answers))
+    assert all(before[(x, a)] > 0 for x in range(lo, hi + 1) for a in range(6))
+
+
+def test_easy_total_is_the_answer_by_design():
+    _, batch = scenes("easy", 30, seed=9)
+    assert all(s.knobs["total_crossings"] == int(s.answer) and s.knobs["lines"] == 2 for s in batch)
+
+
+def test_double_crossings_leave_white_between_the_strokes():
+    """Between two crossings of one pair the strokes are at least min_lens_gap_lw line widths apart
+    (checked on points every 0.25 px, against the other line's every segment)."""
+    params, batch = scenes("ood", 12, seed=10)
+    k = params["knobs"]
+    checked = 0
+    for s in batch:
+        g = s.geometry
+        t = g["thickness_px"]
+        lines = [np.array(ln["points"]) for ln in g["lines"]]
+        for i in range(len(lines)):
+            for j in range(i + 1, len(lines)):
+                cr = geo.segment_crossings(lines[i], lines[j])
+                if len(cr) < 2:
+                    continue
+                a = lines[i]
+                seg = np.hypot(*np.diff(a, axis=0).T)
+                cum = np.concatenate([[0.0], np.cumsum(seg)])
+                pos = np.sort(cum[cr.segment] + np.hypot(*(cr.points - a[cr.segment]).T))
+                for s0, s1 in zip(pos[:-1], pos[1:]):
+                    ss = np.arange(s0, s1, 0.25)
+                    pts = np.stack([np.interp(ss, cum, a[:, 0]), np.interp(ss, cum, a[:, 1])], axis=1)
+                    widest = geo.points_to_polyline(pts, lines[j]).max()
+                    assert widest - t >= k["min_lens_gap_lw"] * t - 0.5
+                    checked += 1
+    assert checked > 10
+
+
+def test_the_named_lines_start_side_by_side_whatever_the_answer():
+    """So nothing has to be crossed to bring them together, for any answer (a model cannot learn
+    'far apart at the start -> few crossings'); checked on the drawn lines' first points along the
+    frame's u axis."""
+    _, batch = scenes("hard", 40, seed=11)
+    for s in batch:
+        g = s.geometry
+        theta = np.radians(s.knobs["rotation_deg"])
+        v_axis = np.array([-np.sin(theta), np.cos(theta)])
+        firsts = [np.asarray(ln["points"])[0] @ v_axis for ln in g["lines"]]
+        rank = list(np.argsort(firsts))
+        a, b = g["query"]["lines"]
+        assert abs(rank.index(a) - rank.index(b)) == 1

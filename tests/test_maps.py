@@ -96,3 +96,38 @@ def test_polygon_target_areas_and_map():
     assert np.count_nonzero(area) == 2
     (m,) = grid_maps([{"type": "polygon", "points": poly}], lay, MapParams(target=0.9, neighbour=0.05, floor=0.05))
     assert m.sum() == pytest.approx(1.0) and m[0, 0] == pytest.approx(0.6) and m[0, 1] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("canvas", [(640, 480), (480, 640), (1000, 300)])
+def test_padding_tokens_get_only_the_floor(canvas):
+    """llava-1.5-pad pastes a wide (or tall) picture into a square: tokens that show none of it must
+    carry no target or neighbour mass, even when a target disc reaches past the picture's edge."""
+    w, h = canvas
+    lay = layout("llava-1.5-pad", canvas)
+    grid = lay.grids[0]
+    x_in = (np.minimum(grid.x_edges[1:], w) - np.maximum(grid.x_edges[:-1], 0)) > 0
+    y_in = (np.minimum(grid.y_edges[1:], h) - np.maximum(grid.y_edges[:-1], 0)) > 0
+    padding = ~(y_in[:, None] & x_in[None, :])
+    assert padding.any()
+    # a disc centred 3 px inside the top-left corner, reaching ~97 px past both edges
+    target = [{"type": "disc", "center": [3.0, 3.0], "radius": 100.0}]
+    p = MapParams()
+    (m,) = grid_maps(target, lay, p)
+    floor_value = m[padding].max()
+    assert np.allclose(m[padding], floor_value)  # every padding token: the same (floor) value
+    assert floor_value < m[~padding].max() / 50
+    inside = target_areas(target, grid, canvas)
+    assert inside[padding].sum() == 0
+    # the target area counted is the part of the disc on the canvas (x, y >= 0), by quadrature
+    xs = np.linspace(0.0, 103.0, 200001)
+    half = np.sqrt(np.maximum(100.0**2 - (xs - 3.0) ** 2, 0.0))
+    visible = np.clip(3.0 + half, 0.0, None) - np.clip(3.0 - half, 0.0, None)
+    assert inside.sum() == pytest.approx(np.trapezoid(visible, xs), rel=1e-4)
+    n_floor = int((m == floor_value).sum())
+    assert m[padding].sum() == pytest.approx(p.floor * padding.sum() / n_floor, rel=1e-6)
+
+
+def test_targets_past_the_edge_count_only_their_visible_area():
+    lay = layout("grid4", (40, 40))
+    (m,) = grid_maps([{"type": "rect", "box": [-20.0, 0.0, 10.0, 10.0]}], lay, MapParams(target=1.0, neighbour=0.0, floor=0.0))
+    assert m[0, 0] == pytest.approx(1.0)

@@ -1,5 +1,7 @@
 """The tracing generator: audits hold, answers are right by an independent pixel-level check."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -115,7 +117,8 @@ def test_non_square_canvas():
     "canvas,overrides,message",
     [
         ((448, 120), {"curves": 6}, "too small"),
-        ((448, 448), {"curves": 8, "same_colour": False, "crossings": [1, 3]}, None),  # allowed
+        ((448, 448), {"curves": 8, "same_colour": True, "crossings": [1, 3], "exact_crossings": False}, None),  # allowed
+        ((448, 448), {"curves": 5, "crossings": [2, 6]}, "at least curves - 1 = 4"),
         ((448, 448), {"curves": 2, "crossings": [50, 60], "bends": 0}, "cannot be drawn"),
         ((448, 448), {"crossings": 0}, "must cross"),
         ((96, 448), {}, "too narrow"),
@@ -128,3 +131,51 @@ def test_impossible_parameters_are_refused(canvas, overrides, message):
         return
     with pytest.raises(UsageError, match=message):
         resolve_params(TASK, "easy", spec)
+
+
+def end_rank(s):
+    g = s.geometry
+    ends = sorted(m["center"][1] for m in g["markers"] if m["kind"] == "end")
+    q = g["query"]["curve"]
+    return ends.index(next(m["center"][1] for m in g["markers"] if m["kind"] == "end" and m["curve"] == q))
+
+
+def test_the_queried_curve_ends_anywhere_whatever_it_starts():
+    """The end slot (from the top) the queried curve reaches is uniform and independent of its
+    start: straight across is as likely as any other end (it was under-chosen when the query was
+    picked after the scene)."""
+    params, batch = scenes("easy", 900, seed=12)
+    table = np.zeros((3, 3))
+    for s in batch:
+        table[s.geometry["query"]["curve"], end_rank(s)] += 1
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    assert ((table - expected) ** 2 / expected).sum() < 18.5  # chi-square, 4 dof, p = 0.001
+    assert abs(np.trace(table) / table.sum() - 1 / 3) < 0.05  # straight across: a third of the time
+    near = 0
+    for s in batch:
+        g = s.geometry
+        y0 = next(m["center"][1] for m in g["markers"] if m["kind"] == "start" and m["curve"] == g["query"]["curve"])
+        ends = sorted(m["center"][1] for m in g["markers"] if m["kind"] == "end")
+        near += int(np.argmin(np.abs(np.array(ends) - y0))) == end_rank(s)
+    assert abs(near / len(batch) - 1 / 3) < 0.05  # the "nearest end in height" guess is at chance
+
+
+@pytest.mark.parametrize("level", ["easy", "medium", "hard"])
+def test_the_total_is_drawn_first_and_met_exactly(level):
+    params, batch = scenes(level, 120, seed=13)
+    lo, hi = params["knobs"]["crossings"]
+    totals = Counter(s.knobs["crossings"] for s in batch)
+    assert set(totals) == set(range(lo, hi + 1))
+    assert all(s.knobs["crossings"] == len(s.geometry["crossings"]) and s.knobs["query_crossings"] > 0 for s in batch)
+
+
+def test_end_assignments_realise_the_total():
+    from generators.tracing import _orders
+
+    for n, q, dest, total in [(3, 0, 0, 2), (3, 0, 2, 2), (5, 2, 4, 4), (5, 0, 0, 5), (4, 3, 0, 3)]:
+        options = _orders(n, q, dest, total)
+        assert options
+        for perm in options:
+            inv = sum(perm[i] > perm[j] for i in range(n) for j in range(i + 1, n))
+            assert perm[q] == dest and inv <= total and (total - inv) % 2 == 0
+    assert _orders(3, 0, 2, 1) == ()  # the top curve cannot reach the bottom end with one crossing
