@@ -4,9 +4,12 @@
     python benchmarks/klal.py --cpu           # small shapes on CPU (the torch reference path)
 
 1. The op, forward + backward, bf16: the fused Triton kernels vs the PyTorch reference (eager) vs
-   `torch.compile` of the reference, and the bytes-moved floor: the visual keys read once forward
-   and once backward, their gradient written once (q, the target and dq are negligible beside
-   them), timed at the bandwidth a device-to-device copy reaches on the same GPU.
+   `torch.compile` of the reference, and the bytes-moved floor: the visual keys read three times
+   and their gradient written once (q, the target and dq are negligible beside them), timed at the
+   bandwidth a device-to-device copy reaches on the same GPU. The kernels read the keys four times
+   (one pass each: lse, log Q, the column sums, the gradients) and write dk once. First at the
+   issue-13 target shape (Qwen2.5-VL-7B, 64 rows over 8 samples: the atomic path, relaxed vs
+   acq_rel adds, the deterministic path; dynamic resolution, one call vs a call per image size).
 2. A training step (forward + backward, batch 1) of a Llama-2-7B-shaped decoder stack (hidden 4096,
    32 heads, MLP 11008; `--layers` of them; random bf16 weights) with a 576-token image span:
    NTP only with SDPA; NTP + KLAL via the capture and the fused op (all layers supervised); NTP +
@@ -88,8 +91,70 @@ def op_table(device, dtype, shapes, repeats, compiled=True):
         fused = timed(step(lambda *a: klal_loss(*a, backend="triton")), device, repeats)
         ref = timed(step(klal_reference), device, repeats)
         comp = timed(step(ref_compiled), device, repeats) if compiled else float("nan")
-        floor = 3 * k.numel() * k.element_size() / bw
+        floor = 4 * k.numel() * k.element_size() / bw  # the keys read three times and their gradient written once
         print(f"| {b} | {h} | {hkv} | {n} | {d} | {fused * 1e3:.3f} | {ref * 1e3:.3f} | {comp * 1e3:.3f} | {floor * 1e3:.3f} | {fused / floor:.2f} | {ref / fused:.1f} |")
+
+
+def _rows(device, dtype, rows, samples, heads, kv, n, d, lengths=None):
+    """q [R, H, D], keys [samples, H_kv, N, D], targets [R, N] (zero past each row's length)."""
+    torch.manual_seed(0)
+    q = torch.randn(rows, heads, d, device=device, dtype=dtype, requires_grad=True)
+    k = torch.randn(samples, kv, n, d, device=device, dtype=dtype, requires_grad=True)
+    p = torch.rand(rows, n, device=device)
+    if lengths is not None:
+        p = p * (torch.arange(n, device=device)[None, :] < lengths[:, None])
+    return q, k, p / p.sum(1, keepdim=True), torch.arange(rows, device=device) % samples
+
+
+def target_table(device, dtype, repeats, shape=(28, 4, 1024, 128, 64, 8)):
+    """The issue-13 target shape (Qwen2.5-VL-7B: H 28 / H_kv 4, D 128, N 1024, 64 rows over 8
+    samples): the atomic path with relaxed and with acq_rel adds, the deterministic path, one row
+    per sample, and dynamic resolution (rows of different N in one call vs one call per N)."""
+    import linebench.klal as K
+
+    bw = copy_bandwidth(device)
+    heads, kv, n, d, rows, samples = shape
+    print(f"\n### The op at a Qwen2.5-VL-7B shape ({str(dtype).replace('torch.', '')}, H {heads}/{kv}, D {d}); copy bandwidth {bw / 1e9:,.0f} GB/s\n")
+    print("The floor reads the keys three times and writes their gradient once at that bandwidth (the target's definition); the kernels read them four times (one pass each) and write once.\n")
+    print("| case | rows | samples | N | fused ms | reference ms | floor ms | fused / floor | reference / fused |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+
+    def run(label, q, k, p, bidx, lengths=None, per_n=False):
+        if per_n:  # one call per image size, as before batching rows of different N
+            groups = [(lengths == v).nonzero().flatten() for v in lengths.unique()]
+
+            def fused_fn():
+                total = sum(klal_loss(q[g], k, p[g][:, : int(lengths[g][0])], batch_index=bidx[g], offsets=torch.zeros_like(g), backend="triton", reduction="sum") for g in groups)
+                return torch.autograd.grad(total, (q, k))
+        else:
+            def fused_fn():
+                loss = klal_loss(q, k, p, batch_index=bidx, offsets=torch.zeros_like(bidx), lengths=lengths, backend="triton",
+                                 shared_samples=bool(len(bidx.unique()) < len(bidx)), check_indices=False, reduction="sum")  # fmt: skip
+                return torch.autograd.grad(loss, (q, k))
+
+        def ref_fn():
+            return torch.autograd.grad(klal_reference(q, k, p, batch_index=bidx, offsets=torch.zeros_like(bidx), lengths=lengths, reduction="sum"), (q, k))
+
+        fused, ref = timed(fused_fn, device, repeats), timed(ref_fn, device, repeats)
+        floor = 4 * k.numel() * k.element_size() / bw  # 3 reads + 1 write of the keys
+        nn = "various" if lengths is not None else str(k.shape[2])
+        print(f"| {label} | {q.shape[0]} | {k.shape[0]} | {nn} | {fused * 1e3:.3f} | {ref * 1e3:.3f} | {floor * 1e3:.3f} | {fused / floor:.2f} | {ref / fused:.1f} |")
+
+    q, k, p, bidx = _rows(device, dtype, rows, samples, heads, kv, n, d)
+    per = f"{rows // samples} rows per sample"
+    run(f"{per}, relaxed atomics", q, k, p, bidx)
+    K.ATOMIC_SEM = "acq_rel"
+    run(f"{per}, acq_rel atomics", q, k, p, bidx)
+    K.ATOMIC_SEM = "relaxed"
+    torch.use_deterministic_algorithms(True)
+    run(f"{per}, deterministic", q, k, p, bidx)
+    torch.use_deterministic_algorithms(False)
+    q, k, p, bidx = _rows(device, dtype, rows, rows, heads, kv, n, d)
+    run("one row per sample (no atomics)", q, k, p, bidx)
+    lengths = torch.tensor([576, 1024, 784, 1024, 400, 896, 1024, 676] * (rows // 8), device=device) * n // 1024
+    q, k, p, bidx = _rows(device, dtype, rows, rows, heads, kv, n, d, lengths)
+    run("dynamic resolution, one call", q, k, p, bidx, lengths)
+    run("dynamic resolution, a call per N", q, k, p, bidx, lengths, per_n=True)
 
 
 def step_table(device, dtype, hidden, heads, mlp, layers, lengths, repeats, image=576):
@@ -164,6 +229,7 @@ def main() -> None:
     if device.type == "cuda":
         shapes = [(16, 32, hkv, n, 128) for hkv in (8, 32) for n in (576, 1024, 4096)]
         if args.part in ("op", "both"):
+            target_table(device, torch.bfloat16, args.repeats)
             op_table(device, torch.bfloat16, shapes, args.repeats, compiled=not args.no_compile)
         if args.part in ("step", "both"):
             step_table(device, torch.bfloat16, 4096, 32, 11008, args.layers, (700, 2048, 4096), args.repeats)

@@ -2,10 +2,14 @@
 
 Run by tests/test_klal.py in a subprocess without TRITON_INTERPRET: the interpreter runs the
 kernels' Python, this checks that the same code also passes Triton's compiler (types, shapes,
-constexpr use) for the dtypes the op takes. Prints one line per kernel and dtype.
+constexpr use) for the dtypes the op takes, specialised the way the JIT specialises a real call at
+a Qwen2.5-VL-7B shape (contiguous last dimensions: strides of 1 become constants; pointers,
+head_dim and the other strides are multiples of 16), and that the atomic dk adds are relaxed (no
+memory barrier beside every add). Prints one line per kernel and variant.
 """
 
 import inspect
+import re
 import sys
 
 import triton
@@ -15,18 +19,21 @@ from triton.compiler import ASTSource
 from linebench.kernels import klal as kernels
 
 FLOAT_BUFFERS = ("P", "LSE", "LOGQ", "PART", "C", "GOUT")
+INT_BUFFERS = ("BIDX", "OFF", "LENS")
+UNIT_STRIDES = ("sqd", "skd", "spn", "sdqd", "sdkd")  # last dimensions, contiguous
+ALIGNED_INTS = ("D", "sqr", "sqh", "skb", "skh", "skn", "spr", "sdqr", "sdqh", "sdkb", "sdkh", "sdkn")
 
 
 def signature(fn, dtype: str, consts: dict) -> dict:
     sig = {}
     for name in inspect.signature(fn.fn).parameters:
-        if name in consts:
+        if name in consts or name in UNIT_STRIDES:
             sig[name] = "constexpr"
         elif name in ("Q", "K", "DQ"):
             sig[name] = "*" + dtype
         elif name == "DK":
-            sig[name] = "*fp32" if consts["ATOMIC"] else "*" + dtype
-        elif name in ("BIDX", "OFF"):
+            sig[name] = "*fp32" if consts["ATOMIC"] or consts["PER_ROW"] else "*" + dtype
+        elif name in INT_BUFFERS:
             sig[name] = "*i32"
         elif name in FLOAT_BUFFERS:
             sig[name] = "*fp32"
@@ -35,22 +42,46 @@ def signature(fn, dtype: str, consts: dict) -> dict:
     return sig
 
 
+def _ordered(ptx: str) -> list[str]:
+    """Memory ordering on the global atomics: membar/fence.sc barriers, or atomics with acquire or
+    release semantics (the fence.proxy.async/fence.sync of Hopper's matmuls are not about them)."""
+    return sorted(set(re.findall(r"membar\.\w+|fence\.(?:sc|acq_rel)\.\w+|(?:atom|red)\.global[\w.]*\.(?:acq_rel|release|acquire)\b[\w.]*", ptx)))
+
+
 def main() -> int:
     failures = 0
+    variants = [(False, False), (True, False), (False, True)]  # (ATOMIC, PER_ROW)
     for dtype in ("fp32", "fp16", "bf16"):
-        for atomic in (False, True):
-            consts = dict(H=32, G=4, HKV=8, BLOCK_G=16, BLOCK_N=64, BLOCK_D=128, IEEE=dtype == "fp32", ATOMIC=atomic)
+        for atomic, per_row in variants:
+            consts = dict(H=28, G=7, HKV=4, BLOCK_G=16, BLOCK_N=64, BLOCK_D=128, IEEE=dtype == "fp32", ATOMIC=atomic, PER_ROW=per_row, SEM="relaxed")
             for fn in (kernels._lse, kernels._logq, kernels._colsum, kernels._grad):
-                if atomic and fn is not kernels._grad:
+                if (atomic or per_row) and fn is not kernels._grad:
                     continue
                 params = list(inspect.signature(fn.fn).parameters)
-                src = ASTSource(fn=fn, signature=signature(fn, dtype, consts), constexprs={(params.index(k),): v for k, v in consts.items() if k in params})
+                constexprs = {(params.index(k),): v for k, v in consts.items() if k in params}
+                constexprs.update({(params.index(k),): 1 for k in UNIT_STRIDES if k in params})
+                sig = signature(fn, dtype, consts)
+                attrs = {(i,): [["tt.divisibility", 16]] for i, k in enumerate(params) if sig[k].startswith("*") or k in ALIGNED_INTS}
+                src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs)
+                name = f"{fn.fn.__name__} {dtype} atomic={atomic} per_row={per_row}"
                 try:
                     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm["ptx"]
-                    print(f"{fn.fn.__name__} {dtype} atomic={atomic}: ok ({len(ptx)} chars of PTX)")
                 except Exception as e:  # report every failure, then fail
                     failures += 1
-                    print(f"{fn.fn.__name__} {dtype} atomic={atomic}: FAILED {type(e).__name__}: {e}")
+                    print(f"{name}: FAILED {type(e).__name__}: {e}")
+                    continue
+                if atomic:
+                    if _ordered(ptx) or "red." not in ptx and "atom." not in ptx:
+                        failures += 1
+                        print(f"{name}: FAILED the dk adds are not relaxed atomics ({', '.join(_ordered(ptx)) or 'no red/atom'})")
+                        continue
+                    # the check can fail: the same kernel with the default (acq_rel) order has barriers
+                    strict = ASTSource(fn=fn, signature=sig, constexprs={**constexprs, (params.index("SEM"),): "acq_rel"}, attrs=attrs)
+                    if not _ordered(triton.compile(strict, target=GPUTarget("cuda", 90, 32)).asm["ptx"]):
+                        failures += 1
+                        print(f"{name}: FAILED acq_rel atomics show no ordering in PTX: the relaxed check proves nothing")
+                        continue
+                print(f"{name}: ok ({len(ptx)} chars of PTX)")
     return 1 if failures else 0
 
 

@@ -21,12 +21,20 @@ loss is the mean over its rows; the batch's, the mean over samples; KLAL, the me
 
 Gradient checkpointing (non-reentrant) re-runs each layer's forward during the backward; the
 attention function then recomputes its KLAL term (so the op's saved tensors exist again) without
-recording it a second time.
+recording it a second time. Reentrant checkpointing runs the forward without autograd, so KLAL's
+gradient would be lost: it is refused (CaptureError). So are flash attention as the base (transformers
+picks its flash kernel by the implementation's name, which the capture replaces) and packed
+batches (several samples in one row), whose queries and images the capture cannot pair.
+
+All index bookkeeping happens on the host, once per batch: the op is called once per layer for all
+rows (rows of different image sizes padded to the longest, with a length each), with no device sync.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -37,6 +45,7 @@ from ..klal import klal_loss
 
 IMPL = "linebench_klal"
 QUERIES = ("last-answer", "answer-start", "all-answer")
+BASES = ("sdpa", "eager")  # flash: see the module docstring
 IGNORE_INDEX = -100
 
 
@@ -47,11 +56,14 @@ class CaptureError(LinebenchError, ValueError):
 def _attention(module, query, key, value, attention_mask, **kwargs):
     from transformers import AttentionInterface
 
-    capture = getattr(module, "_linebench_capture", None)
-    base = capture.base if capture is not None else "sdpa"
+    # The module holds a weak reference to its capture and the base's name: a deep copy of the
+    # model shares the reference but not the module identities, so it runs the base, unsupervised.
+    ref = getattr(module, "_linebench_capture", None)
+    capture = ref() if ref is not None else None
+    base = getattr(module, "_linebench_base", "sdpa")
     out = AttentionInterface._global_mapping[base](module, query, key, value, attention_mask, **kwargs)
     if capture is not None:
-        capture._layer(module, query, key, kwargs.get("scaling"))
+        capture._layer(module, query, key, kwargs)
     return out
 
 
@@ -95,13 +107,15 @@ def _bad_layer(i: int, count: int) -> int:
 
 @dataclass
 class _Group:
-    """Rows of one visual-token count N (the op takes one N per call)."""
+    """Every row of a batch (one call of the op per layer)."""
 
     query_pos: torch.Tensor  # [R] position of the query token in the sequence
     batch_index: torch.Tensor  # [R] sample
     offsets: torch.Tensor  # [R] first token of the row's image
-    target: torch.Tensor  # [R, N]
+    lengths: torch.Tensor  # [R] tokens of the row's image
+    target: torch.Tensor  # [R, N_max], zero past each row's length
     weight: torch.Tensor  # [R] 1 / (rows of the sample) / (samples)
+    shared: bool  # several rows read one sample's keys
 
 
 def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
@@ -121,36 +135,51 @@ class KLALCapture:
 
     layers: "all", "last:K", "0,5,-1" or a list of decoder layer indices.
     query: "last-answer" (the paper's choice), "answer-start" or "all-answer".
-    base: the attention implementation that computes the model's output ("sdpa", "flash_attention_2").
-    backend: the op's backend ("auto", "triton", "torch")."""
+    base: the attention implementation that computes the model's output ("sdpa" or "eager").
+    backend: the op's backend ("auto", "triton", "torch").
+
+    `skipped` counts samples left out of the mean because they have no answer token (e.g. cut by
+    truncation); a warning says so once."""
 
     def __init__(self, model, layers: str | Sequence[int] = "all", query: str = "last-answer", base: str = "sdpa", backend: str = "auto"):
-        from transformers import AttentionInterface
-
         if query not in QUERIES:
             raise CaptureError(f"query must be one of {', '.join(QUERIES)}, got {query!r}")
-        if base == IMPL or base not in AttentionInterface._global_mapping:
-            raise CaptureError(f"base must be a registered attention implementation (sdpa, flash_attention_2, ...), got {base!r}")
+        if base not in BASES:
+            hint = (
+                "flash attention is not supported as the base: transformers picks its flash kernel from the attention "
+                "implementation's name, which the capture replaces; use base='sdpa' (the default)"
+                if "flash" in str(base) else f"base must be one of {', '.join(BASES)}, got {base!r}"
+            )
+            raise CaptureError(hint)
         register(base)
         self.model, self.query, self.base, self.backend = model, query, base, backend
         decoder = model.get_decoder()
         blocks = getattr(decoder, "layers", None)
         if blocks is None:
             raise CaptureError(f"{type(model).__name__}: its decoder has no `layers`; not a Llama-family decoder")
+        self.blocks = blocks
         self.layers = parse_layers(layers, len(blocks))
         self.modules = [blocks[i].self_attn for i in self.layers]
         self._selected = {id(m) for m in self.modules}
         self._all = [block.self_attn for block in blocks]
+        me = weakref.ref(self)
         for module in self._all:  # every decoder layer runs `base` through the linebench function
-            module._linebench_capture = self
+            module._linebench_capture = me
+            module._linebench_base = base
         text_key = next((k for k in getattr(model.config, "sub_configs", {}) if k == "text_config"), None)
         model.set_attn_implementation({text_key: IMPL} if text_key else IMPL)
         self.image_token_id = getattr(model.config, "image_token_id", None)
         if self.image_token_id is None:
             self.image_token_id = getattr(model.config, "image_token_index", None)
-        self._groups: list[_Group] = []
+        self._group: _Group | None = None  # the rows of the batch being run
+        self._replay: _Group | None = None  # the rows of the last batch, for checkpointed recomputation
+        self._supervised = False
         self._losses: dict[int, torch.Tensor] = {}
+        self._grad_at_batch = True
+        self._checked_packing = False
         self.recomputed = 0  # layers re-run by gradient checkpointing during backward
+        self.skipped = 0  # samples without answer tokens, left out of the mean
+        self._warned = False
 
     def remove(self) -> None:
         """Stop supervising: the decoder goes back to the base implementation."""
@@ -171,43 +200,67 @@ class KLALCapture:
         """Supervise the next forward pass. `targets[b]`: the P row of sample b's image ([N]), or a
         list of rows, one per image in order; a tensor [B, N] for one image per sample.
         `visual_spans[b]`: (start, length) of each image in sample b, when the model has no image
-        token (a text model fed visual embeddings)."""
-        self._groups = self._rows(input_ids, labels, targets, visual_spans)
+        token (a text model fed visual embeddings). The rows are cleared on leaving the block (an
+        error included), so a later forward or generate() runs unsupervised."""
+        self._check_checkpointing()
+        self._group = self._rows(input_ids, labels, targets, visual_spans)
+        self._supervised = self._group is not None
         self._losses = {}
-        yield self
+        self._grad_at_batch = torch.is_grad_enabled()
+        self._checked_packing = False
+        try:
+            yield self
+        finally:
+            # a checkpointed backward after the block re-runs the layers: they replay these rows
+            self._replay, self._group = self._group, None
+
+    def _check_checkpointing(self) -> None:
+        for block in self.blocks:
+            fn = getattr(block, "_gradient_checkpointing_func", None)
+            if getattr(block, "gradient_checkpointing", False) and fn is not None:
+                reentrant = getattr(fn, "keywords", {}).get("use_reentrant", True)
+                if reentrant is None or reentrant:
+                    raise CaptureError(
+                        "reentrant gradient checkpointing runs the forward without autograd, so KLAL would get no gradient: "
+                        "enable it with model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})"
+                    )
 
     @property
     def loss(self) -> torch.Tensor:
         """KLAL of the last forward pass inside `batch`: the mean over the selected layers."""
-        if not self._groups:  # a batch without images
+        if not self._supervised:  # a batch without images (or answers)
             return torch.zeros(())
         missing = [layer for layer, m in zip(self.layers, self.modules) if id(m) not in self._losses]
         if missing:
             raise CaptureError(f"no KLAL recorded for layer(s) {missing}: run the model's forward inside `with capture.batch(...)`")
         return torch.stack([self._losses[id(m)] for m in self.modules]).mean()
 
-    def _rows(self, input_ids, labels, targets, visual_spans) -> list[_Group]:
+    def _rows(self, input_ids, labels, targets, visual_spans) -> _Group | None:
         if input_ids.dim() != 2 or labels.shape != input_ids.shape:
             raise CaptureError(f"input_ids and labels must both be [batch, seq], got {tuple(input_ids.shape)} and {tuple(labels.shape)}")
-        batch = input_ids.shape[0]
+        batch, seq = input_ids.shape
         if len(targets) != batch:
             raise CaptureError(f"{len(targets)} target(s) for a batch of {batch}")
-        rows: dict[int, list[tuple[int, int, int, torch.Tensor]]] = {}
+        ids = input_ids.detach().cpu()
+        answers = (labels.detach() != IGNORE_INDEX).cpu()
         per_sample = []
+        skipped = 0
         for b in range(batch):
             if visual_spans is not None:
-                spans = [tuple(s) for s in visual_spans[b]]
+                spans = [tuple(int(v) for v in s) for s in visual_spans[b]]
             elif self.image_token_id is None:
                 raise CaptureError("the model's config names no image_token_id: pass visual_spans")
             else:
-                spans = _runs(input_ids[b] == self.image_token_id)
+                spans = _runs(ids[b] == self.image_token_id)
             maps = targets[b]
             maps = [maps] if isinstance(maps, torch.Tensor) and maps.dim() == 1 else list(maps)
             if len(maps) != len(spans):
                 raise CaptureError(f"sample {b} has {len(spans)} image(s) in its tokens but {len(maps)} target map(s)")
-            answer = (labels[b] != IGNORE_INDEX).nonzero().flatten()
+            answer = answers[b].nonzero().flatten()
             if answer.numel() == 0:
-                raise CaptureError(f"sample {b} has no answer tokens (every label is {IGNORE_INDEX})")
+                skipped += bool(spans)  # nothing to supervise (e.g. the answer was truncated away)
+                per_sample.append([])
+                continue
             if self.query == "last-answer":
                 queries = [int(answer[-1])]
             elif self.query == "answer-start":
@@ -218,39 +271,69 @@ class KLALCapture:
             for (start, length), p in zip(spans, maps):
                 if p.numel() != length:
                     raise CaptureError(f"sample {b}: an image has {length} tokens but its target map has {p.numel()} values")
+                if start < 0 or start + length > seq:
+                    raise CaptureError(f"sample {b}: an image span {start}..{start + length} lies outside the {seq} tokens")
                 if any(qp < start + length for qp in queries):
                     raise CaptureError(f"sample {b}: a query token precedes its image (causal attention cannot see it)")
-                mine += [(qp, b, start, p.reshape(-1)) for qp in queries]
+                mine += [(qp, b, start, length, p.reshape(-1)) for qp in queries]
             per_sample.append(mine)
-        supervised = sum(1 for mine in per_sample if mine)  # samples without an image add nothing
-        for mine in per_sample:
-            for row in mine:
-                rows.setdefault(row[3].numel(), []).append((*row[:3], row[3], 1.0 / len(mine) / supervised))
+        if skipped:
+            self.skipped += skipped
+            if not self._warned:
+                warnings.warn(f"KLAL: {skipped} sample(s) have no answer token (every label is {IGNORE_INDEX}); they are left out of the loss (capture.skipped counts them)", stacklevel=3)
+                self._warned = True
+        supervised = sum(1 for mine in per_sample if mine)  # samples without an image or answer add nothing
+        items = [(*row[:4], row[4], 1.0 / len(mine) / supervised) for mine in per_sample for row in mine]
+        if not items:
+            return None
         device = input_ids.device
-        groups = []
-        for n, items in rows.items():
-            qp, bi, off, ps, w = zip(*items)
-            groups.append(
-                _Group(
-                    torch.tensor(qp, device=device),
-                    torch.tensor(bi, device=device),
-                    torch.tensor(off, device=device),
-                    torch.stack([p.to(device=device, dtype=torch.float32) for p in ps]),
-                    torch.tensor(w, device=device, dtype=torch.float32),
-                )
-            )
-        return groups
+        qp, bi, off, lens, ps, w = zip(*items)
+        n_max = max(lens)
+        target = torch.zeros(len(items), n_max, dtype=torch.float32, device=device)
+        for r, p in enumerate(ps):
+            target[r, : p.numel()] = p.to(device=device, dtype=torch.float32)
+        as_tensor = lambda v: torch.tensor(v, dtype=torch.int64, device=device)  # noqa: E731
+        return _Group(as_tensor(qp), as_tensor(bi), as_tensor(off), as_tensor(lens), target, torch.tensor(w, device=device), len(set(bi)) < len(items))
 
     # ------------------------------------------------------------------ per layer
-    def _layer(self, module, query: torch.Tensor, key: torch.Tensor, scaling: float | None) -> None:
-        if not self._groups or id(module) not in self._selected:
+    def _layer(self, module, query: torch.Tensor, key: torch.Tensor, kwargs) -> None:
+        # a checkpoint's recomputation during backward (under torch.compile the graph replays itself)
+        replaying = not torch.compiler.is_compiling() and torch._C._current_graph_task_id() != -1
+        g = self._group if self._group is not None or not replaying else self._replay
+        if g is None:
+            if not replaying:
+                self._replay = None  # a forward outside any batch: nothing of it to replay
             return
-        total = query.new_zeros((), dtype=torch.float32)
-        for g in self._groups:
-            q = query[g.batch_index, :, g.query_pos]  # [R, H, D]
-            per_row = klal_loss(q, key, g.target, scale=scaling, reduction="none", offsets=g.offsets, batch_index=g.batch_index, backend=self.backend)
-            total = total + (per_row * g.weight).sum()
-        if torch._C._current_graph_task_id() == -1:
+        if not self._checked_packing and not torch.compiler.is_compiling():  # a host check: not inside a compiled graph
+            self._check_packing(kwargs)
+        if id(module) not in self._selected:
+            return
+        if self._grad_at_batch and not torch.is_grad_enabled() and not replaying and self.model.training:
+            raise CaptureError(
+                "the forward runs without autograd inside a training batch (reentrant gradient checkpointing?): KLAL would get "
+                "no gradient; use gradient_checkpointing_kwargs={'use_reentrant': False}"
+            )
+        q = query[g.batch_index, :, g.query_pos]  # [R, H, D]
+        per_row = klal_loss(
+            q, key, g.target, scale=kwargs.get("scaling"), reduction="none", offsets=g.offsets, batch_index=g.batch_index,
+            lengths=g.lengths, backend=self.backend, shared_samples=g.shared, check_indices=False,
+        )  # fmt: skip
+        total = (per_row * g.weight).sum()
+        if not replaying:
             self._losses[id(module)] = total
-        else:  # a checkpoint's recomputation during backward: the op ran again for its saved tensors
+        else:  # the op ran again for its saved tensors
             self.recomputed += 1
+
+    def _check_packing(self, kwargs) -> None:
+        """Refuse packed batches (several samples in one row), once per batch."""
+        self._checked_packing = True
+        if kwargs.get("cu_seq_lens_q") is not None or kwargs.get("cu_seq_lens_k") is not None:
+            raise CaptureError("packed (varlen) batches are not supported: the capture pairs each row's query with that row's images; pad instead of packing")
+        pos = kwargs.get("position_ids")
+        if isinstance(pos, torch.Tensor) and pos.dim() >= 2:
+            pos = pos.reshape(-1, pos.shape[-1]) if pos.dim() == 2 else pos[0]
+            if bool(((pos == 0).sum(-1) > 1).any()):
+                raise CaptureError(
+                    "packed batches are not supported (position_ids restart inside a row): the capture pairs each row's query "
+                    "with that row's images; pad instead of packing (TRL: padding_free=False)"
+                )
