@@ -489,6 +489,69 @@ def push(
         out_console.print(Text(note), soft_wrap=True)
 
 
+@app.command()
+@friendly
+def train(
+    model: str = typer.Option("tiny", "--model", "-m", help="tiny (a small random-init LLaVA, built locally), tiny-qwen2.5-vl, a checkpoint folder, or a Hub id already in your cache (never downloaded): LLaVA-1.5, Qwen2-VL, Qwen2.5-VL."),
+    data: Optional[str] = typer.Option(None, "--data", help="A linebench folder or a cached Hub id (linebench/tracing). Default: generate --n rows of --task."),
+    task: str = typer.Option("grid_patch", "--task", "-t", help="Task to generate when --data is not given."),
+    n: int = typer.Option(2000, "--n", "-n", help="Rows to generate when --data is not given."),
+    difficulty: str = typer.Option("easy", "--difficulty", "-d", help="Level of the generated rows."),
+    canvas: Optional[str] = typer.Option(None, "--canvas", help="Canvas of the generated rows (default: 224 for the tiny models, else 448)."),
+    split: str = typer.Option("train", "--split", help="Split of --data to train on (held out: validation or test if there, else its last rows)."),
+    eval_n: int = typer.Option(128, "--eval-n", help="Held-out rows evaluated before, during and after training."),
+    out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Run folder: metrics, plots, checkpoints, the trained model."),
+    klal: bool = typer.Option(False, "--klal/--no-klal", help="Add lambda * KLAL to the next-token loss (without it: the NTP-only baseline, same data, order and seed)."),
+    lam: float = typer.Option(1.0, "--lambda", help="Weight of KLAL."),
+    layers: str = typer.Option("all", "--klal-layers", help="Supervised decoder layers: all, last:K or i,j,..."),
+    query: str = typer.Option("last-answer", "--klal-query", help="Which query attends: last-answer (produces the last answer token), answer-start, all-answer, at-last-label (docs/klal.md)."),
+    map_target: float = typer.Option(0.80, help="Map mass on target tokens."),
+    map_neighbour: float = typer.Option(0.15, help="Map mass on their neighbours."),
+    map_floor: float = typer.Option(0.05, help="Map mass on every other token."),
+    map_radius: int = typer.Option(1, help="Neighbourhood radius in tokens."),
+    lora: bool = typer.Option(False, "--lora/--full", help="LoRA on the language model's linear layers (never the vision tower), or full fine-tuning (default)."),
+    lora_rank: int = typer.Option(16, "--lora-rank", help="LoRA rank."),
+    bf16: bool = typer.Option(False, "--bf16", help="bf16 weights and autocast (GPUs)."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Non-reentrant activation checkpointing."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine schedule; 1e-3 suits the tiny models, ~1e-5 full fine-tuning of 7B models)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Per-device batch size."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Gradient accumulation steps."),
+    steps: int = typer.Option(600, "--steps", help="Optimizer steps."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the model's data order and initialisation."),
+    eval_every: int = typer.Option(0, "--eval-every", help="Also evaluate every this many steps (0: before and after only)."),
+    save_every: int = typer.Option(200, "--save-every", help="Checkpoint every this many steps (for --resume)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Truncate sequences (default: never; a cut image is refused)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (same options)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
+    workers: int = typer.Option(os.cpu_count() or 1, "--workers", "-w", help="Processes for generating data."),
+    backend: str = typer.Option("auto", "--klal-backend", help="The KLAL op: auto (Triton kernels on CUDA), triton, torch."),
+) -> None:
+    """Fine-tune a VLM with L = L_NTP + lambda * L_KLAL (docs/training.md). With no options: the tiny
+    default model on 2,000 generated grid-patch rows, on the CPU, in a few minutes."""
+    from .train.run import TrainOptions, train as run_train
+
+    opts = TrainOptions(
+        model=model, data=data, task=task, n=n, difficulty=difficulty, canvas=parse_canvas(canvas) if canvas else None, split=split,
+        eval_n=eval_n, out=str(out), klal=klal, lam=lam, layers=layers, query=query,
+        map_params=dict(target=map_target, neighbour=map_neighbour, floor=map_floor, radius=map_radius), lora=lora, lora_rank=lora_rank,
+        bf16=bf16, gradient_checkpointing=gradient_checkpointing, learning_rate=lr, batch_size=batch_size, grad_accum=grad_accum,
+        steps=steps, seed=seed, eval_every=eval_every, save_every=save_every, max_length=max_length, resume=resume,
+        overwrite=overwrite, workers=workers, backend=backend,
+    )  # fmt: skip
+    command = "linebench " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("linebench") else "linebench train"
+    result = run_train(opts, command=command, log=lambda m: err_console.print(Text(m), soft_wrap=True))
+    b, a = result["before"], result["after"]
+    out_console.print(Text(f"accuracy {b.get('accuracy', float('nan')):.3f} -> {a['accuracy']:.3f} on {a['rows']} held-out rows; "
+                           f"attention ratio (target / visual, mean over layers) {_layer_mean(b, 'ratio'):.3f} -> {_layer_mean(a, 'ratio'):.3f}; "
+                           f"KL {_layer_mean(b, 'kl'):.3f} -> {_layer_mean(a, 'kl'):.3f}"), soft_wrap=True)
+    out_console.print(Text(f"wrote {result['out']}: metrics.jsonl, eval.json, loss.png, accuracy.png, attention.png, model/"), soft_wrap=True)
+
+
+def _layer_mean(rep: dict, key: str) -> float:
+    vals = [r[key] for r in rep.get("layers", [])]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
 def run() -> None:  # pragma: no cover - the console script; tests call `app` in-process
     """The `linebench` console script: `app`, then a hard exit once the output is flushed.
 

@@ -112,9 +112,10 @@ def klal_reference(q, k, target, *, scale=None, reduction="mean", offsets=None, 
     return _reference(q, k, target, scale, reduction, offsets, batch_index, lengths)
 
 
-def _reference(q, k, target, scale, reduction, offsets, batch_index, lengths):
+def _log_q(q, k, n, scale, offsets, batch_index, lengths):
+    """log Q [R, N]: the head mean of each row's attention renormalised over its visual keys (0 past
+    a row's length; its P is 0 there)."""
     rows, heads, dim = q.shape
-    n = target.shape[1]
     scale = dim**-0.5 if scale is None else scale
     off, bidx, lens = _index(offsets, batch_index, lengths, rows, n, q.device)
     j = torch.arange(n, device=q.device)
@@ -124,8 +125,20 @@ def _reference(q, k, target, scale, reduction, offsets, batch_index, lengths):
     keys = keys.permute(0, 2, 1, 3).float().repeat_interleave(heads // k.shape[1], dim=1)  # [R, H, N, D]
     s = torch.einsum("rhd,rhnd->rhn", q.float(), keys) * scale
     s = s.masked_fill(~inside[:, None, :], float("-inf"))
-    log_a = torch.log_softmax(s, dim=-1).masked_fill(~inside[:, None, :], 0.0)  # past a row's length: finite, P = 0 there
-    log_q = torch.logsumexp(log_a, dim=1) - math.log(heads)  # head mean, in log space
+    log_a = torch.log_softmax(s, dim=-1).masked_fill(~inside[:, None, :], 0.0)  # past a row's length: finite
+    return torch.logsumexp(log_a, dim=1) - math.log(heads), inside  # head mean, in log space
+
+
+def visual_attention(q, k, n, *, scale=None, offsets=None, batch_index=None, lengths=None) -> torch.Tensor:
+    """Q [R, N] (fp32, no gradient): each row's attention over its visual keys, renormalised there and
+    averaged over heads; zero past a row's length. What KLAL compares with P, for diagnostics."""
+    with torch.no_grad():
+        log_q, inside = _log_q(q, k, n, scale, offsets, batch_index, lengths)
+        return log_q.exp() * inside
+
+
+def _reference(q, k, target, scale, reduction, offsets, batch_index, lengths):
+    log_q, _ = _log_q(q, k, target.shape[1], scale, offsets, batch_index, lengths)
     p = target.detach().float()
     per_row = torch.where(p > 0, p * (torch.log(torch.where(p > 0, p, 1.0)) - log_q), 0.0).sum(-1)
     return _reduce(per_row, reduction)

@@ -182,6 +182,16 @@ def attention_map(source: Any, profile: str | Layout, **map_params: float) -> At
     return AttentionMap(values, tuple(g.shape for g in lay.grids), lay)
 
 
+def target_tokens(source: Any, profile: str | Layout) -> np.ndarray:
+    """Which of `profile`'s visual tokens (flat, in token order) hold target area: the tokens of the
+    map's top level. Attention diagnostics compare a model's attention there with its attention
+    everywhere (the paper's ratio)."""
+    geometry, _ = _geometry_and_params(source)
+    canvas = (int(geometry["canvas"][0]), int(geometry["canvas"][1]))
+    lay = profile if isinstance(profile, Layout) else make_layout(profile, canvas)
+    return np.concatenate([(target_areas(geometry["targets"], g, lay.canvas) > 0).ravel() for g in lay.grids])
+
+
 def map_transform(profile: str, *, column: str | None = None, only_new: bool = False, **map_params: float):
     """A batched `datasets` transform adding `profile`'s map (flat float32 list per row) as `column`
     (default `attn_<profile>`):

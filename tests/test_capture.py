@@ -115,14 +115,20 @@ def qwen_batch(wide=False):
     return inputs, [tmap(4, 3), tmap(second, 4)]
 
 
-def rows_of(inputs, targets, image_token, query):
-    """(sample, query position, image start, P) the long way, for the eager reference."""
+def rows_of(inputs, targets, image_token, query, special=(2,)):
+    """(sample, query position, image start, P) the long way, for the eager reference: the query
+    that produces an answer token sits one position before it (special tokens are not answers)."""
     out = []
     for b in range(inputs["input_ids"].shape[0]):
-        pos = (inputs["input_ids"][b] == image_token).nonzero().flatten().tolist()
+        ids = inputs["input_ids"][b].tolist()
+        pos = [i for i, t in enumerate(ids) if t == image_token]
         starts = [p for p in pos if p - 1 not in pos]
-        answer = (inputs["labels"][b] != -100).nonzero().flatten().tolist()
-        queries = {"last-answer": answer[-1:], "answer-start": answer[:1], "all-answer": answer}[query]
+        labelled = [i for i, v in enumerate(inputs["labels"][b].tolist()) if v != -100]
+        answer = [i for i in labelled if ids[i] not in special]
+        queries = {
+            "last-answer": [answer[-1] - 1], "answer-start": [answer[0] - 1], "all-answer": [p - 1 for p in answer],
+            "at-last-label": labelled[-1:],
+        }[query] if answer else []  # fmt: skip
         maps = targets[b] if isinstance(targets[b], list) else [targets[b]]
         out.append([(b, qp, s, p) for s, p in zip(starts, maps) for qp in queries])
     return out
@@ -171,7 +177,7 @@ def captured(model, inputs, targets, **kw):
     return cap, out
 
 
-@pytest.mark.parametrize("query", ["last-answer", "answer-start", "all-answer"])
+@pytest.mark.parametrize("query", ["last-answer", "answer-start", "all-answer", "at-last-label"])
 def test_llava_capture_equals_eager_attentions(query):
     model = llava()
     inputs, targets = llava_batch()
@@ -413,3 +419,28 @@ def test_the_capture_adds_no_graph_break_under_torch_compile():
     with cap.batch(inputs["input_ids"], inputs["labels"], targets, visual_spans=[[(2, 4)], [(4, 4)]]):
         captured_breaks = torch._dynamo.explain(model)(**inputs).graph_break_count
     assert captured_breaks == plain
+
+
+def test_the_default_query_produces_the_last_answer_token():
+    """One-token answer then end of turn: the default supervises the query one before the answer
+    (the one whose logits produce it); at-last-label, the end-of-turn position."""
+    model = llava()
+    inputs, targets = llava_batch()
+    ids, labels = inputs["input_ids"].clone(), torch.full_like(inputs["input_ids"], -100)
+    eos = model.config.text_config.eos_token_id
+    ids[0, 14], ids[0, 15] = 7, eos  # answer "7", then EOS
+    ids[1, 16], ids[1, 17] = 9, eos
+    labels[0, 14:16] = ids[0, 14:16]
+    labels[1, 16:18] = ids[1, 16:18]
+    batch = dict(inputs, input_ids=ids, labels=labels)
+    cap = KLALCapture(model, backend="torch")
+    with cap.batch(ids, labels, targets):
+        pass
+    assert cap._replay.query_pos.tolist() == [13, 15]
+    old = KLALCapture(model, backend="torch", query="at-last-label")
+    with old.batch(ids, labels, targets):
+        pass
+    assert old._replay.query_pos.tolist() == [15, 17]
+    expected, _ = eager_klal(model, batch, rows_of(batch, targets, IMG, "last-answer", special=(eos,)), [0, 1, 2])
+    cap2, _ = captured(model, batch, targets, backend="triton")
+    assert abs(cap2.loss.item() - expected.item()) < 1e-5

@@ -14,8 +14,13 @@ keeps its own implementation.
 
 Rows. Image tokens are the runs of `image_token_id` in `input_ids` (LLaVA, Qwen2.5-VL: from the
 model's config), or spans given explicitly (`visual_spans`, for any Llama-family text model).
-Answer tokens are the positions whose `labels` are not -100 (labels aligned with input_ids, as
-HF models take them). Each (sample, image, query position) is one row of the op: one map per
+Answer tokens are the positions whose `labels` are not -100 (labels aligned with input_ids, as HF
+models take them), less the special tokens (EOS, end of turn: `special_ids`). Which query attends
+(`query`): in a causal LM the token at position t is produced by the query at t - 1, so
+"last-answer" (the default) supervises the query at p - 1 for the last answer token p; the older
+"at-last-label" takes the query at the last labelled position itself (which, for a one-token
+answer, is the query that predicts what follows it, often end of turn). docs/klal.md draws it.
+Each (sample, image, query position) is one row of the op: one map per
 image, each renormalised over that image's tokens (not a joint map over several images). A sample's
 loss is the mean over its rows; the batch's, the mean over samples; KLAL, the mean over layers.
 
@@ -41,10 +46,15 @@ from typing import Iterator, Sequence
 import torch
 
 from ..errors import LinebenchError
-from ..klal import klal_loss
+from ..klal import klal_loss, visual_attention
 
 IMPL = "linebench_klal"
-QUERIES = ("last-answer", "answer-start", "all-answer")
+# Query positions, for answer tokens p_0 < ... < p_last (labels != -100, special tokens left out):
+#   last-answer   p_last - 1     the query that produces the last answer token (default)
+#   answer-start  p_0 - 1        the query that produces the first (the generation prompt's last token)
+#   all-answer    p_i - 1, all i the queries that produce each answer token
+#   at-last-label the last position whose label is not -100, special or not (the earlier default)
+QUERIES = ("last-answer", "answer-start", "all-answer", "at-last-label")
 BASES = ("sdpa", "eager")  # flash: see the module docstring
 IGNORE_INDEX = -100
 
@@ -67,6 +77,17 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     return out
 
 
+def capture_of(model) -> "KLALCapture | None":
+    """The live capture installed on `model`'s decoder, if any."""
+    try:
+        blocks = model.get_decoder().layers
+    except AttributeError:
+        return None
+    ref = getattr(blocks[0].self_attn, "_linebench_capture", None) if len(blocks) else None
+    cap = ref() if ref is not None else None
+    return cap if cap is not None and cap.model is model else None
+
+
 def register(base: str = "sdpa") -> None:
     """Register the linebench attention with transformers, with the mask format of `base` (the
     implementation that computes the model's output); idempotent."""
@@ -75,6 +96,15 @@ def register(base: str = "sdpa") -> None:
 
     AttentionInterface.register(IMPL, _attention)
     AttentionMaskInterface.register(IMPL, AttentionMaskInterface._global_mapping.get(base, sdpa_mask))
+
+
+def _eos_ids(model) -> set[int]:
+    """The model's end-of-sequence ids (text config and generation config), as a set."""
+    ids: set[int] = set()
+    for src in (model.config.get_text_config(), getattr(model, "generation_config", None)):
+        v = getattr(src, "eos_token_id", None) if src is not None else None
+        ids.update([v] if isinstance(v, int) else list(v or []))
+    return ids
 
 
 def parse_layers(spec: str | Sequence[int], count: int) -> list[int]:
@@ -134,14 +164,24 @@ class KLALCapture:
     """Computes KLAL during the model's own forward pass (see the module docstring).
 
     layers: "all", "last:K", "0,5,-1" or a list of decoder layer indices.
-    query: "last-answer" (the paper's choice), "answer-start" or "all-answer".
+    query: "last-answer" (the query producing the last answer token: the paper's choice),
+        "answer-start", "all-answer" or "at-last-label" (see QUERIES).
+    special_ids: token ids that are never answer tokens for the query choice (EOS, end of turn);
+        default: the model's EOS ids (config and generation config). Pass the tokenizer's
+        `all_special_ids` when training with a chat template.
+    measure: also keep each selected layer's attention over the visual tokens (`attention[layer]`,
+        [rows, N_max], the head mean renormalised over each row's image; `rows` says which sample
+        and image each row is) for diagnostics (linebench.evaluate).
     base: the attention implementation that computes the model's output ("sdpa" or "eager").
     backend: the op's backend ("auto", "triton", "torch").
 
     `skipped` counts samples left out of the mean because they have no answer token (e.g. cut by
     truncation); a warning says so once."""
 
-    def __init__(self, model, layers: str | Sequence[int] = "all", query: str = "last-answer", base: str = "sdpa", backend: str = "auto"):
+    def __init__(
+        self, model, layers: str | Sequence[int] = "all", query: str = "last-answer", base: str = "sdpa", backend: str = "auto",
+        special_ids: Sequence[int] | None = None, measure: bool = False,
+    ):
         if query not in QUERIES:
             raise CaptureError(f"query must be one of {', '.join(QUERIES)}, got {query!r}")
         if base not in BASES:
@@ -153,6 +193,9 @@ class KLALCapture:
             raise CaptureError(hint)
         register(base)
         self.model, self.query, self.base, self.backend = model, query, base, backend
+        self.special_ids = set(int(i) for i in special_ids) if special_ids is not None else _eos_ids(model)
+        self.measure = measure
+        self.attention: dict[int, torch.Tensor] = {}  # layer -> [R, N_max] (measure=True)
         decoder = model.get_decoder()
         blocks = getattr(decoder, "layers", None)
         if blocks is None:
@@ -206,6 +249,7 @@ class KLALCapture:
         self._group = self._rows(input_ids, labels, targets, visual_spans)
         self._supervised = self._group is not None
         self._losses = {}
+        self.attention = {}
         self._grad_at_batch = torch.is_grad_enabled()
         self._checked_packing = False
         try:
@@ -213,6 +257,33 @@ class KLALCapture:
         finally:
             # a checkpointed backward after the block re-runs the layers: they replay these rows
             self._replay, self._group = self._group, None
+
+    @contextlib.contextmanager
+    def measuring(self, layers: str | Sequence[int] = "all") -> Iterator["KLALCapture"]:
+        """Temporarily record the attention of `layers` (diagnostics), whatever the capture supervises."""
+        saved = (self.layers, self.modules, self._selected, self.measure)
+        self.layers = parse_layers(layers, len(self.blocks))
+        self.modules = [self.blocks[i].self_attn for i in self.layers]
+        self._selected = {id(m) for m in self.modules}
+        self.measure = True
+        try:
+            yield self
+        finally:
+            self.layers, self.modules, self._selected, self.measure = saved
+
+    @property
+    def rows(self) -> list[tuple[int, int, int]]:
+        """(sample, image index within the sample, query position) of each row of the last batch."""
+        g = self._group if self._group is not None else self._replay
+        if g is None:
+            return []
+        out, seen = [], {}
+        for b, qp, off in zip(g.batch_index.tolist(), g.query_pos.tolist(), g.offsets.tolist()):
+            images = seen.setdefault(b, [])
+            if off not in images:
+                images.append(off)
+            out.append((b, images.index(off), qp))
+        return out
 
     def _check_checkpointing(self) -> None:
         for block in self.blocks:
@@ -256,17 +327,20 @@ class KLALCapture:
             maps = [maps] if isinstance(maps, torch.Tensor) and maps.dim() == 1 else list(maps)
             if len(maps) != len(spans):
                 raise CaptureError(f"sample {b} has {len(spans)} image(s) in its tokens but {len(maps)} target map(s)")
-            answer = answers[b].nonzero().flatten()
-            if answer.numel() == 0:
+            labelled = answers[b].nonzero().flatten().tolist()
+            answer = [p for p in labelled if int(ids[b, p]) not in self.special_ids]
+            if not answer or (self.query != "at-last-label" and answer[0] == 0):
                 skipped += bool(spans)  # nothing to supervise (e.g. the answer was truncated away)
                 per_sample.append([])
                 continue
-            if self.query == "last-answer":
-                queries = [int(answer[-1])]
+            if self.query == "at-last-label":
+                queries = [labelled[-1]]
+            elif self.query == "last-answer":
+                queries = [answer[-1] - 1]
             elif self.query == "answer-start":
-                queries = [int(answer[0])]
+                queries = [answer[0] - 1]
             else:
-                queries = answer.tolist()
+                queries = [p - 1 for p in answer]
             mine = []
             for (start, length), p in zip(spans, maps):
                 if p.numel() != length:
@@ -274,13 +348,17 @@ class KLALCapture:
                 if start < 0 or start + length > seq:
                     raise CaptureError(f"sample {b}: an image span {start}..{start + length} lies outside the {seq} tokens")
                 if any(qp < start + length for qp in queries):
-                    raise CaptureError(f"sample {b}: a query token precedes its image (causal attention cannot see it)")
+                    raise CaptureError(f"sample {b}: a query token at {min(queries)} does not follow its image at {start}..{start + length - 1} (causal attention cannot see it)")
                 mine += [(qp, b, start, length, p.reshape(-1)) for qp in queries]
             per_sample.append(mine)
         if skipped:
             self.skipped += skipped
             if not self._warned:
-                warnings.warn(f"KLAL: {skipped} sample(s) have no answer token (every label is {IGNORE_INDEX}); they are left out of the loss (capture.skipped counts them)", stacklevel=3)
+                warnings.warn(
+                    f"KLAL: {skipped} sample(s) have no answer token (no label other than {IGNORE_INDEX} or a special token); "
+                    "they are left out of the loss (capture.skipped counts them)",
+                    stacklevel=3,
+                )
                 self._warned = True
         supervised = sum(1 for mine in per_sample if mine)  # samples without an image or answer add nothing
         items = [(*row[:4], row[4], 1.0 / len(mine) / supervised) for mine in per_sample for row in mine]
@@ -321,6 +399,11 @@ class KLALCapture:
         total = (per_row * g.weight).sum()
         if not replaying:
             self._losses[id(module)] = total
+            if self.measure:
+                layer = self.layers[self.modules.index(module)]
+                self.attention[layer] = visual_attention(
+                    q, key, g.target.shape[1], scale=kwargs.get("scaling"), offsets=g.offsets, batch_index=g.batch_index, lengths=g.lengths
+                )
         else:  # the op ran again for its saved tensors
             self.recomputed += 1
 

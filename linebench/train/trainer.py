@@ -1,0 +1,71 @@
+"""`KLALTrainer`: TRL's `SFTTrainer` with the KL attention loss added to its loss.
+
+    trainer = KLALTrainer(model=model, args=SFTConfig(..., remove_unused_columns=False),
+                          train_dataset=ds.with_transform(examples_transform()),
+                          data_collator=KLALCollator(processor), processing_class=processor)
+    trainer.train()
+
+One training step, in one place (`compute_loss`): the collator's maps are popped from the batch,
+the capture is armed with them, TRL computes its next-token loss with the model's own forward (its
+SDPA attention runs as usual; on the supervised layers the capture hands the query rows and keys to
+the fused op), and `lambda * KLAL` is added, divided by the gradient-accumulation steps exactly as
+TRL divides its own auxiliary (MoE router) loss when the token count spans the accumulated batch.
+Everything else (collation, LoRA, bf16, accumulation, checkpoints and resume, logging, DDP / FSDP2 /
+DeepSpeed through accelerate) is TRL's and transformers'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl import SFTTrainer
+
+from ..errors import UsageError
+from .capture import CaptureError, KLALCapture
+
+
+class KLALTrainer(SFTTrainer):
+    """SFTTrainer + KLAL. Extra keyword arguments:
+
+    klal: add the loss (False: the NTP-only baseline; the op is never called);
+    klal_lambda: its weight (default 1.0); klal_layers / klal_query / klal_backend: KLALCapture's
+    `layers`, `query`, `backend`."""
+
+    def __init__(self, *args, klal: bool = True, klal_lambda: float = 1.0, klal_layers: Any = "all", klal_query: str = "last-answer", klal_backend: str = "auto", **kwargs):
+        if klal_lambda < 0:
+            raise UsageError(f"klal_lambda must be >= 0, got {klal_lambda}")
+        args_ = kwargs.get("args") if "args" in kwargs else (args[1] if len(args) > 1 else None)
+        if args_ is not None and getattr(args_, "remove_unused_columns", False):
+            raise UsageError("KLALTrainer needs remove_unused_columns=False (the collator reads the rows' geometry)")
+        super().__init__(*args, **kwargs)
+        self.klal_lambda = float(klal_lambda)
+        self.capture = None
+        if klal:
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            tok = getattr(self.processing_class, "tokenizer", self.processing_class)
+            self.capture = KLALCapture(base, layers=klal_layers, query=klal_query, backend=klal_backend, special_ids=tok.all_special_ids)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        targets = inputs.pop("klal_targets", None)
+        inputs.pop("klal_ids", None)
+        if self.capture is None:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if targets is None:
+            raise CaptureError("the batch has no klal_targets: use linebench.train.KLALCollator (or klal=False)")
+        mode = "train" if self.model.training else "eval"
+        # batch -> forward (TRL's NTP, the capture computing KLAL inside) -> NTP + lambda * KLAL
+        with self.capture.batch(inputs["input_ids"], inputs["labels"], targets):
+            result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            klal = self.capture.loss  # of the first forward (TRL's loss); an outputs-only re-run does not record
+        ntp, outputs = result if return_outputs else (result, None)
+        klal = klal.to(ntp.device)
+        # TRL's NTP is a sum over the accumulated batch's tokens; KLAL is this micro-batch's mean:
+        # divide it by the accumulation steps, as TRL does its router aux loss
+        steps = self.current_gradient_accumulation_steps if (num_items_in_batch is not None and mode == "train") else 1
+        loss = ntp + self.klal_lambda * klal / steps
+        logged = self.accelerator.gather_for_metrics(torch.stack([ntp.detach() * steps, klal.detach()]).float()[None])
+        self._metrics[mode]["ntp"].append(logged[:, 0].mean().item())
+        self._metrics[mode]["klal"].append(logged[:, 1].mean().item())
+        self._metrics[mode]["klal_lambda"].append(self.klal_lambda)
+        return (loss, outputs) if return_outputs else loss
