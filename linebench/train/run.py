@@ -245,11 +245,21 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
     from .data import KLALCollator, examples_transform, map_profile
     from .trainer import KLALTrainer
 
+    from accelerate import PartialState
+
     if opts.query not in QUERIES:
         raise UsageError(f"--klal-query must be one of {', '.join(QUERIES)}, got {opts.query!r}")
+    state = PartialState()  # one process, or one of many under accelerate launch / torchrun
+    main = state.is_main_process
     out = Path(opts.out)
-    folder = resolve_model(opts.model)
-    _prepare_out(out, opts, command)
+    folder = resolve_model(opts.model) if main else None
+    state.wait_for_everyone()
+    folder = folder or resolve_model(opts.model)  # built by the main process; the others find it
+    if main:
+        _prepare_out(out, opts, command)
+    state.wait_for_everyone()
+    if not main:
+        log = _quiet
     is_tiny = tiny_models.is_tiny(folder) is not None
     canvas = opts.canvas or ((tiny_models.CANVAS, tiny_models.CANVAS) if is_tiny else (448, 448))
     model, processor = load_model(folder, bf16=opts.bf16)
@@ -258,7 +268,8 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
     except CaptureError as e:
         raise UsageError(f"--klal-layers: {e}") from None
     profile = map_profile(processor)
-    train_ds, held = load_rows(opts, out, canvas, log)
+    with state.main_process_first():  # the main process generates the data; the others read it
+        train_ds, held = load_rows(opts, out, canvas, log)
     metrics = _Metrics(out / "metrics.jsonl")
     log(f"model {opts.model} ({type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters), maps {profile}, "
         f"{len(train_ds)} training rows, {len(held)} held out; {'NTP + ' + str(opts.lam) + ' x KLAL' if opts.klal else 'NTP only'}")
@@ -285,6 +296,8 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
     )  # fmt: skip
 
     def run_eval(step: int, label: str) -> dict[str, Any]:
+        if not main:  # evaluation and outputs belong to the main process
+            return {}
         t0 = time.perf_counter()
         rep = evaluate(model_ref[0], processor, held, task=None, batch_size=max(1, min(16, opts.batch_size * 2)), max_new_tokens=opts.max_new_tokens)
         rep = {k: v for k, v in rep.items() if k != "predictions"} | {"step": step, "label": label, "seconds": round(time.perf_counter() - t0, 2)}
@@ -293,13 +306,13 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
         return rep
 
     class Recorder(TrainerCallback):
-        def on_log(self, args_, state, control, logs=None, **kw):
-            if logs:
-                metrics.write({"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}})
+        def on_log(self, args_, state_, control, logs=None, **kw):
+            if logs and main:
+                metrics.write({"step": state_.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}})
 
-        def on_step_end(self, args_, state, control, **kw):
-            if opts.eval_every and state.global_step % opts.eval_every == 0 and state.global_step < opts.steps:
-                evals.append(run_eval(state.global_step, "during"))
+        def on_step_end(self, args_, state_, control, **kw):
+            if opts.eval_every and state_.global_step % opts.eval_every == 0 and state_.global_step < opts.steps:
+                evals.append(run_eval(state_.global_step, "during"))
 
     model_ref = [model]
     evals: list[dict[str, Any]] = []
@@ -316,6 +329,9 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
     except torch.cuda.OutOfMemoryError:
         raise UsageError("out of memory: lower --batch-size (raise --grad-accum to keep the batch), or use --gradient-checkpointing, --lora or --bf16") from None
     after = run_eval(opts.steps, "after")
+    state.wait_for_everyone()
+    if not main:
+        return {"before": before, "after": after, "out": str(out)}
     final = trainer.model.merge_and_unload() if opts.lora and hasattr(trainer.model, "merge_and_unload") else trainer.model
     final.save_pretrained(out / "model", safe_serialization=True)
     if hasattr(processor, "save_pretrained") and getattr(processor, "video_processor", True) is not None:
@@ -334,6 +350,10 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
     except ImportError:
         log("matplotlib is not installed: no plots (pip install matplotlib)")
     return {"before": before, "after": after, "out": str(out)}
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def _mean(rep: dict[str, Any], key: str) -> float:

@@ -46,6 +46,23 @@ class KLALTrainer(SFTTrainer):
             tok = getattr(self.processing_class, "tokenizer", self.processing_class)
             self.capture = KLALCapture(base, layers=klal_layers, query=klal_query, backend=klal_backend, special_ids=tok.all_special_ids)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume: transformers saves VLM checkpoints under their legacy key names
+        (`language_model.model.*` for LLaVA) and Trainer reloads them without the key mapping, so
+        every weight would be reported missing and the run would go on from its initial weights.
+        Full models are reloaded through `from_pretrained`, which maps the keys; adapters (PEFT),
+        FSDP and DeepSpeed checkpoints take Trainer's own path."""
+        import os
+
+        model = model if model is not None else self.model
+        plain = not hasattr(model, "get_base_model") and not self.is_fsdp_enabled and not self.is_deepspeed_enabled
+        if not plain or not os.path.isfile(os.path.join(resume_from_checkpoint, "config.json")):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        loaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+        missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+        if missing or unexpected:
+            raise UsageError(f"{resume_from_checkpoint}: the checkpoint does not fit the model ({len(missing)} missing, {len(unexpected)} unexpected weights)")
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         targets = inputs.pop("klal_targets", None)
         inputs.pop("klal_ids", None)
