@@ -256,14 +256,19 @@ def score(
     bootstrap: int = 1000,
     seed: int = 0,
     missing_as_wrong: bool = False,
+    only_ids: set[str] | None = None,
 ) -> ScoreReport:
-    """Score a predictions JSONL against a dataset folder written by `linebench generate`."""
+    """Score a predictions JSONL against a dataset folder written by `linebench generate`.
+    `only_ids`: score just these rows of the folder (e.g. the split and --limit `linebench eval` ran)."""
     if bootstrap < 1:
         raise UsageError(f"--bootstrap must be at least 1, got {bootstrap}")
     if seed < 0:
         raise UsageError(f"--seed must be >= 0, got {seed}")
     preds = read_predictions(predictions_path)
     cols, manifest, knob_kinds = read_rows(dataset_dir)
+    if only_ids is not None:
+        keep = [i for i, v in enumerate(cols["id"]) if v in only_ids]
+        cols = {k: [v[i] for i in keep] for k, v in cols.items()}
     ids: list[str] = cols["id"]
     n_rows = len(ids)
     tasks = sorted(set(cols["task"]))

@@ -240,7 +240,7 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
     from transformers import TrainerCallback
     from trl import SFTConfig
 
-    from ..evaluate import evaluate
+    from ..evaluate.hf import evaluate
     from .capture import parse_layers, QUERIES, CaptureError
     from .data import KLALCollator, examples_transform, map_profile
     from .trainer import KLALTrainer
