@@ -53,7 +53,10 @@ def generate_batches(model, processor, rows: Sequence[Mapping[str, Any]], *, bat
                 + [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ex["prompt"][0]["content"]}]}]
                 for ex in examples
             ]
-            texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
+            if getattr(processor, "chat_template", None) or getattr(tok, "chat_template", None):
+                texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
+            else:  # PaliGemma: the processor puts the image tokens before the prompt itself
+                texts = [ex["prompt"][0]["content"] for ex in examples]
             inputs = processor(images=[ex["images"] for ex in examples], text=texts, return_tensors="pt", padding=True, add_special_tokens=False)
             inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
             with torch.no_grad():

@@ -134,15 +134,20 @@ def write_report(out: Path, rows: Sequence[dict] | None = None, predictions: dic
         + (f"; system: <code>{html.escape(run['system'])}</code>" if run.get("system") else "")
         + f"; generator <code>{html.escape(str(score.get('generator_version')))}</code>.</p>"
     )
-    parts.append("<h2>Scores</h2><table><tr><th>group</th><th>value</th><th>rows</th><th>accuracy %</th><th>95% interval</th><th>unparseable</th></tr>")
-    for g in score["groups"]:
-        if g["n"]:
-            parts.append(
-                f"<tr><td>{html.escape(g['by'])}</td><td>{html.escape(str(g['value']))}</td><td>{g['n']}</td><td>{100 * g['accuracy']:.1f}</td>"
-                f"<td>{100 * g['ci_low']:.1f}–{100 * g['ci_high']:.1f}</td><td>{g['unparseable']}</td></tr>"
-            )
-    parts.append("</table>")
-    parts.append("<h2>Accuracy by level and knob</h2>" + "".join(_img(p, p.stem) for p in plots))
+    level_rows = [g for g in score["groups"] if g["by"] in ("overall", "difficulty") and g["n"]]
+    other_rows = [g for g in score["groups"] if g["by"] not in ("overall", "difficulty") and g["n"]]
+
+    def table(groups) -> str:
+        head = "<table><tr><th>group</th><th>value</th><th>rows</th><th>accuracy %</th><th>95% interval</th><th>unparseable</th></tr>"
+        body = "".join(
+            f"<tr><td>{html.escape(g['by'])}</td><td>{html.escape(str(g['value']))}</td><td>{g['n']}</td><td>{100 * g['accuracy']:.1f}</td>"
+            f"<td>{100 * g['ci_low']:.1f}–{100 * g['ci_high']:.1f}</td><td>{g['unparseable']}</td></tr>"
+            for g in groups
+        )
+        return head + body + "</table>"
+
+    level_plot = [p for p in plots if p.stem == "accuracy-difficulty"]
+    parts.append("<h2>Scores</h2>" + table(level_rows) + "".join(_img(p, p.stem) for p in level_plot))
     if att:
         parts.append(
             f"<h2>Attention</h2><p>From the model's real forward pass (SDPA kept), for the query that produces the answer's last token, "
@@ -162,6 +167,12 @@ def write_report(out: Path, rows: Sequence[dict] | None = None, predictions: dic
                 f"<div>expected <code>{html.escape(it['answer'])}</code></div><div>model: <code>{html.escape(it['prediction'])}</code></div></div>"
             )
         parts.append("</div>")
+    knob_plots = [p for p in plots if p.stem != "accuracy-difficulty"]
+    if other_rows or knob_plots:
+        parts.append(
+            "<h2>Accuracy by knob</h2>" + "".join(_img(p, p.stem) for p in knob_plots)
+            + f"<details><summary>every breakdown ({len(other_rows)} groups)</summary>{table(other_rows)}</details>"
+        )
     parts.append("</body></html>")
     path = out / "report.html"
     tmp = path.with_name("report.html.tmp")

@@ -210,8 +210,6 @@ def _load_hf(opts: EvalOptions):
         model = model.to(device)
     model.eval()
     processor = tiny.load_processor(folder) if tiny.is_tiny(folder) else AutoProcessor.from_pretrained(folder)
-    if getattr(processor, "chat_template", None) is None and getattr(processor.tokenizer, "chat_template", None) is None:
-        raise UsageError(f"--model {opts.model}: its processor has no chat template to build prompts with")
     if processor.tokenizer.pad_token_id is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
     return model, processor
