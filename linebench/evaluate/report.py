@@ -155,6 +155,15 @@ def write_report(out: Path, rows: Sequence[dict] | None = None, predictions: dic
             "on target tokens to the mean on all visual tokens (1 = no preference), and KL(P ‖ Q), per layer and level.</p>"
         )
         parts.append(_img(out / "attention.png", "attention per layer"))
+        levels = list(att["by_level"])
+        head = "<table><tr><th>layer</th><th>ratio (all)</th><th>KL (all)</th>" + "".join(f"<th>ratio ({html.escape(lv)})</th>" for lv in levels) + "</tr>"
+        body = "".join(
+            f"<tr><td>{r['layer']}</td><td>{r['ratio']:.3f}</td><td>{r['kl']:.3f}</td>"
+            + "".join(f"<td>{att['by_level'][lv][i]['ratio']:.3f}</td>" for lv in levels)
+            + "</tr>"
+            for i, r in enumerate(att["layers"])
+        )
+        parts.append(head + body + "</table>")
         shots = sorted((out / "overlays").glob("*.png")) if (out / "overlays").is_dir() else []
         parts.append("".join(f"<div>{_img(p, p.stem, 900)}</div>" for p in shots))
     gallery = out / "gallery.json"

@@ -240,12 +240,12 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
     from transformers import TrainerCallback
     from trl import SFTConfig
 
+    from accelerate import PartialState
+
     from ..evaluate.hf import evaluate
-    from .capture import parse_layers, QUERIES, CaptureError
+    from .capture import QUERIES, CaptureError, parse_layers
     from .data import KLALCollator, examples_transform, map_profile
     from .trainer import KLALTrainer
-
-    from accelerate import PartialState
 
     if opts.query not in QUERIES:
         raise UsageError(f"--klal-query must be one of {', '.join(QUERIES)}, got {opts.query!r}")
@@ -275,10 +275,12 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
         f"{len(train_ds)} training rows, {len(held)} held out; {'NTP + ' + str(opts.lam) + ' x KLAL' if opts.klal else 'NTP only'}")
 
     collator = KLALCollator(processor, profile, max_length=opts.max_length, map_params=opts.map_params or None, maps=opts.klal)
-    checker = KLALCollator(processor, profile, map_params=opts.map_params or None)  # checks maps vs image tokens, first batch
-    first = [examples_transform()(train_ds[: min(len(train_ds), opts.batch_size)])]
-    sample = first[0]
-    checker([{k: sample[k][i] for k in sample} for i in range(len(sample["prompt"]))])
+    # Before training: the first batch's maps against the image tokens the processor put in
+    # input_ids (a mismatch stops here, naming the row), for the NTP-only baseline too.
+    first = examples_transform()(train_ds[: min(len(train_ds), opts.batch_size)])
+    KLALCollator(processor, profile, max_length=opts.max_length, map_params=opts.map_params or None)(
+        [{k: v[i] for k, v in first.items()} for i in range(len(first["prompt"]))]
+    )
 
     peft_config = None
     if opts.lora:
