@@ -171,13 +171,15 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    done = json.loads((work / "runs.json").read_text()) if (work / "runs.json").exists() else []
     runs = []
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     plan = [(t, arm, s, "last-answer") for t in args.tasks.split(",") for s in seeds for arm in ("ntp", "klal")]
     if not args.no_ablation:
         plan += [(args.ablation_task, "klal", s, "at-last-label") for s in seeds]
     for i, (task, arm, seed, query) in enumerate(plan, 1):
-        r = one_run(task, arm, seed, args, work, query)
+        cached = [d for d in done if (d["task"], d["arm"], d["seed"], d["query"]) == (task, arm, seed, query)]
+        r = cached[0] if cached else one_run(task, arm, seed, args, work, query)  # a rerun picks up where it stopped
         runs.append(r)
         print(f"[{i}/{len(plan)}] {task} {arm} {query} seed {seed}: accuracy {100 * r['accuracy']:.1f}%, ratio {r['ratio']:.2f}, KL {r['kl']:.3f}, {r['seconds']:.0f} s", flush=True)
         (work / "runs.json").write_text(json.dumps(runs, indent=1))

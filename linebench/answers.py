@@ -38,6 +38,8 @@ Unparseable answers are scored as wrong and counted separately (see linebench.sc
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -53,10 +55,18 @@ _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{([^{}]*
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{([^{}]*)\}")
 
 
+MAX_TEXT = 8192  # characters of a prediction that are parsed: the first and last MAX_TEXT // 2
+
+
 def as_text(prediction: Any) -> str | None:
     """A prediction as text: strings as they are, ints as digits, [r, c] pairs as "(r, c)".
-    Anything else (None, bools, dicts, nested lists) has no text: unparseable."""
+    Anything else (None, bools, dicts, nested lists) has no text: unparseable. A text longer
+    than MAX_TEXT keeps its first and last MAX_TEXT // 2 characters (an answer comes first or
+    last; a model that rambles on must not stall a benchmark), joined by a paragraph break."""
     if isinstance(prediction, str):
+        if len(prediction) > MAX_TEXT:
+            half = MAX_TEXT // 2
+            return prediction[:half] + "\n\n" + prediction[-half:]
         return prediction
     if isinstance(prediction, bool) or prediction is None:
         return None
@@ -99,14 +109,15 @@ _PRONOUN_BEFORE = re.compile(
     r"yellow|brown|pink|grey|gray|cyan|magenta|dark|light|left|right|top|bottom|upper|lower|first|last|"
     r"thick|thin|correct|right|wrong|single)\s+$"
 )
-_PRONOUN_AFTER = re.compile(r"^\s+(?:of|another)\b")
+_PRONOUN_AFTER = re.compile(r"\s+(?:of|another)\b")  # used with .match(t, pos): anchored at pos
+_LOOKBACK = 64  # characters before a match that context checks look at (keeps the parsers linear)
 
 
 def _word_numbers(t: str, *, counts: bool) -> str:
     def sub(m: re.Match) -> str:
         if m.group("small"):
             if m.group("small") == "one" and (
-                _PRONOUN_BEFORE.search(t[: m.start()]) or _PRONOUN_AFTER.match(t[m.end():])
+                _PRONOUN_BEFORE.search(t, max(0, m.start() - _LOOKBACK), m.start()) or _PRONOUN_AFTER.match(t, m.end())
             ):
                 return m.group(0)
             return str(_UNITS.index(m.group("small")))
@@ -144,20 +155,28 @@ _IDENT_AFTER_NOUN = re.compile(
 _IDENT_BEFORE_NOUN = re.compile(r"(?<![\w.])\d+(?=\s+(?:other\s+|different\s+)?" + _IDENT_NOUN + r"\b)")
 
 
+MAX_DIGITS = 18  # an answer with more digits than this is not a count or a cell: unparseable
+
+
 def _value(text: str, neg: bool = False) -> int | None:
-    """An integer >= 0, or None (negative, fractional)."""
-    v = float(text)
-    if neg or v < 0 or v != int(v):
+    """An integer >= 0 ("3", "3.0"), or None (negative, fractional, or over MAX_DIGITS digits)."""
+    neg = neg or text.startswith("-")
+    whole, _, frac = text.lstrip("-").partition(".")
+    whole = whole.lstrip("0") or "0"
+    if neg or frac.strip("0") or len(whole) > MAX_DIGITS:
         return None
-    return int(v)
+    return int(whole)
 
 
 def _number_candidates(t: str) -> list[_Cand]:
-    ident = [m.span() for m in _IDENT_AFTER_NOUN.finditer(t)] + [m.span() for m in _IDENT_BEFORE_NOUN.finditer(t)]
+    ident = sorted([m.span() for m in _IDENT_AFTER_NOUN.finditer(t)] + [m.span() for m in _IDENT_BEFORE_NOUN.finditer(t)])
+    starts = [a for a, _ in ident]
+    reach = list(itertools.accumulate((b for _, b in ident), max))  # furthest end among spans starting so far
     out = []
     for m in _NUMBER.finditer(t):
         s, e = m.span("num")
-        if any(a <= s and e <= b for a, b in ident):
+        k = bisect.bisect_right(starts, s)
+        if k and reach[k - 1] >= e:  # inside a line name ("line 3", "lines 1 and 2")
             continue
         out.append(_Cand(m.start(), m.end(), _value(m.group("num"), bool(m.group("neg")))))
     return out
@@ -183,16 +202,48 @@ def _pair_value(r: str, c: str) -> Cell | None:
     return (rv, cv)
 
 
+def _list_tail(t: str, i: int) -> bool:
+    """Whether t[:i] ends in "<digit> , " (so what starts at i continues a list: 1, 3, 5)."""
+    j = i - 1
+    while j >= 0 and t[j].isspace():
+        j -= 1
+    if j < 0 or t[j] not in ",;":
+        return False
+    j -= 1
+    while j >= 0 and t[j].isspace():
+        j -= 1
+    return j >= 0 and t[j].isdigit()
+
+
+class _Spans:
+    """Non-overlapping spans kept sorted, with an O(log n) overlap test."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def overlaps(self, s: int, e: int) -> bool:
+        k = bisect.bisect_left(self.starts, e)  # spans starting before e
+        return k > 0 and self.ends[k - 1] > s
+
+    def add(self, s: int, e: int) -> None:
+        k = bisect.bisect_left(self.starts, s)
+        self.starts.insert(k, s)
+        self.ends.insert(k, e)
+
+
 def _cell_candidates(t: str) -> list[_Cand]:
     out: list[_Cand] = []
+    taken = _Spans()
     for rx in (_ROW_COL, _COL_ROW):
         for m in rx.finditer(t):
-            if not any(c.start < m.end() and m.start() < c.end for c in out):
+            if not taken.overlaps(m.start(), m.end()):
+                taken.add(m.start(), m.end())
                 out.append(_Cand(m.start(), m.end(), _pair_value(m.group("r"), m.group("c"))))
     for m in _PAIR.finditer(t):
-        if any(c.start < m.end() and m.start() < c.end for c in out):
+        if taken.overlaps(m.start(), m.end()):
             continue
-        if re.search(r"\d\s*[,;]\s*$", t[: m.start()]):  # the tail of a longer list: 1, 3, 5
+        if _list_tail(t, m.start()):  # the tail of a longer list: 1, 3, 5
             continue
         r = m.group("r") or m.group("r2") or m.group("r3")
         c = m.group("c") or m.group("c2") or m.group("c3")
@@ -204,6 +255,7 @@ def _cell_candidates(t: str) -> list[_Cand]:
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 _MARKER = re.compile(r"\banswer\b\s*(?:is\b|was\b|would be\b|should be\b|will be\b|[:=]|-(?=\s))\s*:?")
+_BETWEEN = re.compile(r"\bbetween\s*\(?\s*$")
 _HEDGE = re.compile(r"^[\s()\[\]]*(?:,|/|-|~|or(?:\s+(?:maybe|perhaps|possibly|even|rather))?|to|vs\.?|and)[\s()\[\]]*$")
 
 
@@ -214,7 +266,7 @@ def _hedged(t: str, a: _Cand, b: _Cand) -> bool:
     if not _HEDGE.match(between):
         return False
     if between.strip(" ()[]") == "and":  # "3 and 4" is a hedge only as "between 3 and 4"
-        return bool(re.search(r"\bbetween\s*\(?\s*$", t[: a.start]))
+        return bool(_BETWEEN.search(t, max(0, a.start - _LOOKBACK), a.start))
     return True
 
 

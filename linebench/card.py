@@ -86,12 +86,14 @@ def config_name(manifest: dict[str, Any]) -> str:
     return "default"
 
 
-def write_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str, Any], repo_id: str | None = None) -> None:
-    """Write README.md (and the example picture it shows) into a generated folder."""
+def card_files(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str, Any], repo_id: str | None = None) -> dict[str, bytes]:
+    """The card (README.md) and the example picture it shows (the first row's image), as bytes;
+    the caller writes them (atomically, before the manifest that records their checksums)."""
     first = pq.read_table(folder / manifest["shards"][0]["path"], columns=["image"]).slice(0, 1).to_pylist()[0]
-    (folder / "assets").mkdir(exist_ok=True)
-    (folder / "assets" / "example.png").write_bytes(first["image"]["bytes"])
-    (folder / "README.md").write_text(render_card(folder, specs, feats, manifest, repo_id))
+    return {
+        "README.md": render_card(folder, specs, feats, manifest, repo_id).encode("utf-8"),
+        "assets/example.png": first["image"]["bytes"],
+    }
 
 
 def card_for_folder(folder: Path, repo_id: str | None = None) -> str:

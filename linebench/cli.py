@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -24,8 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out_console = Console()
-err_console = Console(stderr=True)
+
+out_console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -41,19 +44,60 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except LinebenchError as e:
-            _fail(str(e))
+            _fail(str(e), getattr(e, "exit_code", 2))
+        except KeyboardInterrupt as e:  # Ctrl-C (130) or SIGTERM (143) outside a command's own handling
+            _fail("interrupted", getattr(e, "exit_code", 130))
 
     return wrapper
 
 
+def _rate(task) -> float | None:
+    """Items per second made by this run (a resumed run's first value is not counted)."""
+    elapsed = task.elapsed
+    made = task.completed - task.fields.get("first", 0)
+    return made / elapsed if elapsed and made > 0 else None
+
+
 class RateColumn(ProgressColumn):
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = _rate(task)
         return Text(f"{speed:,.0f} samples/s" if speed else "… samples/s", style="progress.data.speed")
 
 
+class LineProgress(Progress):
+    """A rich progress bar on a terminal; elsewhere (CI logs, pipes, where a bar would only be
+    drawn at the end) also a plain line every LOG_EVERY seconds."""
+
+    LOG_EVERY = 5.0
+
+    def __init__(self, *columns, **kwargs):
+        super().__init__(*columns, **kwargs)
+        self._last_log = time.monotonic()
+
+    def add_task(self, description, start=True, total=100.0, completed=0, visible=True, **fields):
+        fields.setdefault("first", completed)
+        return super().add_task(description, start, total, completed, visible, **fields)
+
+    def update(self, task_id, **kwargs) -> None:
+        super().update(task_id, **kwargs)
+        now = time.monotonic()
+        if not self.console.is_terminal and now - self._last_log >= self.LOG_EVERY:
+            self._last_log = now
+            self.console.print(Text(self.line(task_id)), soft_wrap=True)
+
+    def line(self, task_id) -> str:
+        task = self._tasks[task_id]
+        done, total, rate = task.completed, task.total, _rate(task)
+        text = f"{task.description}: {done:,.0f}" + (f"/{total:,.0f} ({100 * done / total:.0f}%)" if total else "")
+        if rate:
+            text += f", {rate:,.0f}/s"
+            if total and total > done:
+                text += f", about {int((total - done) / rate)} s left"
+        return text
+
+
 def _progress() -> Progress:
-    return Progress(
+    return LineProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -65,6 +109,15 @@ def _progress() -> Progress:
     )
 
 
+def _out_path(text: str | None) -> Path | None:
+    """--out as typed: an empty string is an error (not the current folder)."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise UsageError("--out is empty: name a path")
+    return Path(text)
+
+
 def parse_canvas(text: str) -> tuple[int, int]:
     """'448' -> (448, 448); '640x480' -> (640, 480) as (width, height)."""
     try:
@@ -73,8 +126,10 @@ def parse_canvas(text: str) -> tuple[int, int]:
         raise UsageError(f"--canvas takes WIDTH or WIDTHxHEIGHT in pixels, got {text!r}") from None
     if len(parts) == 1:
         parts *= 2
-    if len(parts) != 2 or min(parts) < 32 or max(parts) > 8192:
-        raise UsageError(f"--canvas takes WIDTH or WIDTHxHEIGHT, each within 32..8192 px, got {text!r}")
+    from .tasks import CANVAS_MAX, CANVAS_MIN
+
+    if len(parts) != 2 or min(parts) < CANVAS_MIN or max(parts) > CANVAS_MAX:
+        raise UsageError(f"--canvas takes WIDTH or WIDTHxHEIGHT, each within {CANVAS_MIN}..{CANVAS_MAX} px, got {text!r}")
     return parts[0], parts[1]
 
 
@@ -103,7 +158,7 @@ def generate(
     ),
     task: str = typer.Option("tracing", "--task", "-t", help="Task to generate (see `linebench tasks`)."),
     n: int = typer.Option(1000, "--n", "-n", help="Number of samples."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: data/<task>)."),
+    out_text: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: data/<task>)."),
     split: str = typer.Option("train", "--split", help="Split name: train, validation, test or ood."),
     seed: int = typer.Option(0, "--seed", help="Base seed; every sample's seed derives from (seed, task, split, index)."),
     difficulty: str = typer.Option("mixed", "--difficulty", "-d", help="A level (easy, medium, hard, ood), mixed (a level drawn per sample, ood excluded) or stratified (levels in turn, equal shares)."),
@@ -126,6 +181,8 @@ def generate(
 ) -> None:
     """Generate a dataset folder that `datasets.load_dataset(FOLDER)` loads."""
     from .dataset import generate as run
+
+    out = _out_path(out_text)
     from .grids import canonical_maps, default_maps
     from .maps import MapParams
     from .samples import SPLITS, RunSpec
@@ -180,26 +237,25 @@ def _run_with_progress(job: Callable, label: str, total: int, folder: Path) -> N
     first report, i.e. after the arguments and the folder passed their checks, so bad input
     prints one line and nothing else."""
     bar = _progress()
-    tid = bar.add_task(label, total=total)
+    tid = None
 
     def report(done: int, total: int) -> None:
-        if not bar.live.is_started:
+        nonlocal tid
+        if tid is None:  # the first report carries what a resumed run already has: not counted in the rate
             bar.start()
+            tid = bar.add_task(label, total=total, completed=done)
         bar.update(tid, completed=done)
 
     try:
         result = job(report)
-    except KeyboardInterrupt:
-        if bar.live.is_started:
-            bar.stop()
-        _fail(f"interrupted; finished shards are kept. Run the same command with --resume to finish {folder}", 130)
     finally:
         if bar.live.is_started:
             bar.stop()
-    rate = result.rows / result.seconds if result.seconds else 0.0
+    rate = result.rows_written / result.seconds if result.seconds else 0.0
+    by_run = f"{result.written} shard(s) written by this run" + (f", {result.damaged} damaged one(s) rewritten" if result.damaged else "")
     out_console.print(
-        f"wrote {result.rows} rows in {result.shards} shard(s) to {folder} "
-        f"({result.seconds:.1f} s, {rate:,.0f} samples/s; {result.written} shard(s) written by this run)"
+        Text(f"wrote {result.rows:,} rows in {result.shards} shard(s) to {folder} ({result.seconds:.1f} s, {rate:,.0f} samples/s; {by_run})"),
+        soft_wrap=True,
     )
 
 
@@ -300,14 +356,15 @@ def score(
     missing_as_wrong: bool = typer.Option(False, "--missing-as-wrong", help="Score dataset rows without a prediction as wrong (default: leave them out, and report them)."),
 ) -> None:
     """Score model predictions: accuracy overall and per split, level and knob, with bootstrap intervals."""
-    from .score import check_output, default_outputs, problems, score as run, summary, write_outputs, fmt_acc, fmt_ci
+    from .fsio import check_output, write_outputs
+    from .score import default_outputs, problems, score as run, summary, fmt_acc, fmt_ci
 
     default_json, default_md = default_outputs(predictions)
     outputs = {"json": json_out or default_json, "markdown": markdown_out or default_md}
-    if outputs["json"].resolve() == outputs["markdown"].resolve():
-        raise UsageError("--json and --markdown must be different files")
     for path in outputs.values():
         check_output(path)
+    if outputs["json"].resolve() == outputs["markdown"].resolve():
+        raise UsageError("--json and --markdown must be different files")
     report = run(folder, predictions, bootstrap=bootstrap, seed=seed, missing_as_wrong=missing_as_wrong)
 
     table = Table(title=f"{', '.join(report.tasks)}: {report.scored} scored rows", title_justify="left")
@@ -343,8 +400,17 @@ def grids(
     from .grids import get_profile, layout, parse_profile, profile_names
 
     size = parse_canvas(canvas)
+    if json_out and markdown:
+        raise UsageError("--json and --markdown exclude each other: choose one")
     names = profile or profile_names()
-    lays = [layout(name, size) for name in names]
+    lays, failed = [], {}
+    for name in names:
+        try:
+            lays.append(layout(name, size))
+        except UsageError as e:
+            if profile:  # asked for by name: its error is the answer
+                raise
+            failed[name] = str(e)  # one profile that cannot take this canvas does not hide the others
     if json_out:
         out_console.print_json(json.dumps([
             {
@@ -360,7 +426,7 @@ def grids(
                 "after": lay.after,
             }
             for lay in lays
-        ]))
+        ] + [{"profile": name, "error": why} for name, why in failed.items()]))
         return
     header = ("profile", "grids in token order", "tokens", "in input_ids", "preprocessing")
     rows = []
@@ -370,6 +436,8 @@ def grids(
         if lay.params:
             summary += " (" + ", ".join(f"{k}={v}" for k, v in lay.params.items()) + ")"
         rows.append((lay.profile, lay.describe().split(" = ")[0], str(lay.num_tokens), str(lay.num_placeholders), summary))
+    for name, why in failed.items():
+        rows.append((name, "n/a", "n/a", "n/a", why.split(": ", 1)[-1]))
     if markdown:
         print("| " + " | ".join(header) + " |\n|---|---|--:|--:|---|")
         for r in rows:
@@ -391,7 +459,7 @@ def show(
     index: int = typer.Option(0, "--index", "-i", help="Row index within the split."),
     split: Optional[str] = typer.Option(None, "--split", help="Split (default: the folder's first)."),
     maps: Optional[str] = typer.Option(None, "--maps", help="Profiles to show, comma-separated (default: the maps stored in the folder)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write (default: show-<row id>.png in the current folder)."),
+    out_text: Optional[str] = typer.Option(None, "--out", "-o", help="PNG to write (default: show-<row id>.png in the current folder)."),
     map_target: Optional[float] = typer.Option(None, help="Map mass on target tokens (default: the row's; target + neighbour + floor must sum to 1)."),
     map_neighbour: Optional[float] = typer.Option(None, help="Map mass on neighbours (default: the row's)."),
     map_floor: Optional[float] = typer.Option(None, help="Map mass on every other token (default: the row's)."),
@@ -406,6 +474,14 @@ def show(
     from .maps import attention_map
     from .show import decode, map_panels, sheet
 
+    from .fsio import check_output, check_path_text, write_output
+
+    out = _out_path(out_text)
+    if out is not None:
+        check_path_text(out, "--out")
+        if out.suffix.lower() != ".png":
+            raise UsageError(f"--out must end in .png, got {out}")
+        check_output(out)  # before any work: a missing folder, a loop, a read-only place
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder")
     row = read_row(folder, index, split)
@@ -418,20 +494,10 @@ def show(
     panels = [panel for p in profiles for panel in map_panels(image, attention_map(row, p, **overrides))]
     picture = sheet(panels, f"{row['id']}: {row['question']} -> {row['answer']}")
     path = out or Path(f"show-{row['id']}.png")
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"--out must end in .png, got {path}")
-    if path.is_dir() or not path.parent.is_dir():
-        raise UsageError(f"--out {path}: {'is a folder' if path.is_dir() else f'folder {path.parent} does not exist'}")
     ok, data = cv2.imencode(".png", picture)
     if not ok:
         raise UsageError("could not encode the picture as PNG")
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data.tobytes())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    write_output(path, data.tobytes())  # atomic (or through, for a device); one line on failure
     out_console.print(f"wrote {path} ({', '.join(profiles)}; row {row['id']})")
 
 
@@ -626,6 +692,13 @@ def run() -> None:  # pragma: no cover - the console script; tests call `app` in
     finished (apache/arrow#45214: "terminate called without an active exception", exit 134),
     which would turn a successful `generate` or `push` into a failure for scripts and CI. All
     work and files are complete by the time `app` returns, so nothing is lost by skipping it."""
+    def terminate(signum, frame):  # SIGTERM: stop like Ctrl-C (workers stopped, finished shards kept), exit 143
+        from .errors import Terminated
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         app()
         code = 0

@@ -204,6 +204,9 @@ def get_profile(name: str) -> Profile:
     return PROFILES[name]
 
 
+MAX_PARAM = 10**9  # a profile parameter (pixels, tiles, px) beyond this is a typo
+
+
 def parse_profile(spec: str) -> tuple[str, dict[str, int]]:
     """'internvl:max_tiles=6:min_tiles=1' -> ('internvl', {'max_tiles': 6, 'min_tiles': 1})."""
     name, *rest = spec.strip().split(":")
@@ -214,6 +217,8 @@ def parse_profile(spec: str) -> tuple[str, dict[str, int]]:
             raise UsageError(f"map profile {spec!r}: parameters are written name:key=value[:key=value]")
         try:
             params[key.strip()] = int(value)
+            if abs(params[key.strip()]) > MAX_PARAM:
+                raise UsageError(f"map profile {spec!r}: {key} must be within -{MAX_PARAM:,}..{MAX_PARAM:,}, got {value}")
         except ValueError:
             raise UsageError(f"map profile {spec!r}: {key} must be an integer, got {value!r}") from None
     return name, params
@@ -224,6 +229,9 @@ def canonical(name: str, params: Mapping[str, int]) -> str:
     prof = None if _UNIFORM.match(name) else get_profile(name)
     extra = {k: v for k, v in sorted(params.items()) if prof is None or prof.defaults.get(k) != v}
     return name + "".join(f":{k}={v}" for k, v in extra.items())
+
+
+MAX_TOKENS = 1 << 20  # image tokens per layout (a uniform grid1024 has this many; real VLMs use < 20,000)
 
 
 def layout(profile: str, canvas: tuple[int, int], **params: int) -> Layout:
@@ -258,6 +266,9 @@ def layout(profile: str, canvas: tuple[int, int], **params: int) -> Layout:
     except UsageError as e:
         raise UsageError(f"map profile {name} on a {w}x{h} canvas: {e}") from None
     grids, after = built if isinstance(built, tuple) and len(built) == 2 and isinstance(built[1], str) else (built, "")
+    tokens = sum(g.rows * g.cols for g in grids)
+    if tokens > MAX_TOKENS:
+        raise UsageError(f"map profile {canonical(name, given)} gives {tokens:,} image tokens on a {w}x{h} canvas; at most {MAX_TOKENS:,} are supported")
     return Layout(canonical(name, given), (w, h), tuple(grids), after, full)
 
 

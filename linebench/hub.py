@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from . import __version__
 from .card import card_for_folder, config_name
-from .dataset import MANIFEST, read_manifest, sha256_file
 from .errors import LinebenchError
+from .folder import CARD, EXAMPLE, MANIFEST, inside, manifest_problems, read_manifest, sha256_bytes, sha256_file, write_manifest
 
 REPO_TYPE = "dataset"
 REMOTE_OWNED = ["data/*", "assets/*"]  # remote files here that the release does not list are deleted
@@ -74,22 +74,32 @@ def plan(folder: Path, repo_id: str, progress: Callable[[int, int], None] | None
     if not folder.is_dir():
         raise PushError(f"{folder} is not a folder")
     manifest = read_manifest(folder)
-    if not manifest.get("shards") or not manifest.get("specs"):
-        raise PushError(f"{folder}/{MANIFEST} lists no shards: not a finished linebench dataset")
+    problems = manifest_problems(manifest, generator=False)
+    if problems:
+        raise PushError(f"{folder}/{MANIFEST}: {problems[0]}; run `linebench verify {folder}`")
     report = progress or (lambda done, total: None)
     shards: list[tuple[str, int]] = []
     for i, shard in enumerate(manifest["shards"]):
         path = folder / shard["path"]
         if not path.is_file():
             raise PushError(f"{shard['path']} is missing: run `linebench generate ... --resume` or `linebench verify {folder}`")
+        if not inside(folder, path):
+            raise PushError(f"{shard['path']} links to a file outside {folder}: refusing to upload it")
         size = path.stat().st_size
         if size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
             raise PushError(f"{shard['path']} differs from {MANIFEST} (sha256): run `linebench verify {folder}`")
         shards.append((shard["path"], size))
         report(i + 1, len(manifest["shards"]))
-    if not (folder / "assets" / "example.png").is_file():
-        raise PushError(f"{folder}/assets/example.png is missing: regenerate the folder")
     card = card_for_folder(folder, repo_id)
+    files_ = manifest["files"]
+    for rel in (EXAMPLE, CARD):
+        path = folder / rel
+        if not path.is_file() or not inside(folder, path):
+            raise PushError(f"{folder}/{rel} is missing: regenerate the folder")
+        sha = sha256_file(path)
+        # README.md may already be the card for this repo (a push that broke off after writing it)
+        if sha != files_[rel]["sha256"] and not (rel == CARD and sha == sha256_bytes(card.encode("utf-8"))):
+            raise PushError(f"{folder}/{rel} differs from {MANIFEST} (sha256): run `linebench verify {folder}`")
     validate_card_locally(card, folder, manifest)
     config = config_name(manifest)
     splits = ", ".join(f"{d['split']} {d['n']:,}" for d in manifest["specs"])
@@ -264,6 +274,21 @@ def validate_card_on_hub(card: str, token: str | None) -> None:
             raise PushError(f"the Hub rejects the dataset card: {str(e).strip().splitlines()[0]}") from None
 
 
+def write_card(folder: Path, card: str) -> None:
+    """README.md becomes the card that goes up, and manifest.json records its new checksum (both
+    atomically, the card first: a crash in between leaves a card the next push recognises)."""
+    from .fsio import atomic_write, why
+
+    data = card.encode("utf-8")
+    manifest = read_manifest(folder)
+    try:
+        atomic_write(folder / CARD, data)
+        manifest["files"][CARD] = {"sha256": sha256_bytes(data), "bytes": len(data)}
+        write_manifest(folder, manifest)
+    except OSError as e:
+        raise PushError(f"cannot update {folder}/{CARD}: {why(e)}") from None
+
+
 def get_token() -> str | None:
     from huggingface_hub import get_token as hf_token
 
@@ -291,15 +316,14 @@ def push(
         raise PushError(OFFLINE)
     if not token:
         raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
+    if not token.isascii() or not token.isprintable():
+        raise PushError("the Hugging Face token has a character a token cannot have (a bad paste?): set HF_TOKEN again")
     api = HfApi(token=token)
     preflight(api, repo_id, token, create_pr)
     validate_card_on_hub(the_plan.card, token)
     # The card that goes up names the repo; it is written into the folder too, so the folder on
     # disk stays exactly what the Hub holds.
-    try:
-        (the_plan.folder / "README.md").write_text(the_plan.card)
-    except OSError as e:
-        raise PushError(f"cannot update {the_plan.folder}/README.md: {e.strerror or e}") from None
+    write_card(the_plan.folder, the_plan.card)
     result = PushResult(url=f"https://huggingface.co/datasets/{repo_id}", commit_url="")
     branch = revision if revision not in (None, "main") else None
     with _Redacting(token, f"creating {repo_id}"):

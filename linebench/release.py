@@ -98,7 +98,7 @@ class Release:
     @property
     def command(self) -> str:
         official = self.path.resolve().parent in [d.resolve() for d in official_dirs()]
-        return f"linebench generate --spec {self.path.stem if official else self.path}"
+        return f"linebench generate --spec {self.path.stem if official else self.path.name}"  # never a path of the user's machine
 
 
 def load_release(text: str) -> Release:

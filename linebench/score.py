@@ -20,12 +20,10 @@ each with a 95% percentile-bootstrap interval.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -106,6 +104,24 @@ class Predictions:
     duplicate_ids: list[str]  # each duplicated id once, in order of first repeat
 
 
+MAX_LINE = 1 << 20  # bytes per predictions line; a longer line is malformed (and is not read into memory)
+MAX_BOOTSTRAP = 1_000_000
+
+
+def _lines(fh) -> Iterator[bytes | None]:
+    """The lines of a binary file, None in place of each line over MAX_LINE bytes (skipped in chunks)."""
+    while True:
+        line = fh.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = fh.readline(MAX_LINE)
+            yield None
+        else:
+            yield line
+
+
 def read_predictions(path: Path) -> Predictions:
     """JSONL rows {"id": str, "prediction": any}; blank lines are skipped."""
     path = Path(path)
@@ -115,7 +131,10 @@ def read_predictions(path: Path) -> Predictions:
     malformed: list[str] = []
     dups: dict[str, None] = {}
     with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
+        for number, raw in enumerate(_lines(fh), 1):
+            if raw is None:
+                malformed.append(f"line {number}: longer than {MAX_LINE // (1 << 20)} MiB")
+                continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -127,6 +146,9 @@ def read_predictions(path: Path) -> Predictions:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 malformed.append(f"line {number}: not JSON ({e.msg})")
+                continue
+            except (ValueError, RecursionError) as e:  # a 5,000-digit integer, 100,000 nested brackets
+                malformed.append(f"line {number}: not JSON that can be read ({str(e)[:60] or type(e).__name__})")
                 continue
             if not isinstance(obj, dict):
                 malformed.append(f"line {number}: not a JSON object")
@@ -260,8 +282,8 @@ def score(
 ) -> ScoreReport:
     """Score a predictions JSONL against a dataset folder written by `linebench generate`.
     `only_ids`: score just these rows of the folder (e.g. the split and --limit `linebench eval` ran)."""
-    if bootstrap < 1:
-        raise UsageError(f"--bootstrap must be at least 1, got {bootstrap}")
+    if not 1 <= bootstrap <= MAX_BOOTSTRAP:
+        raise UsageError(f"--bootstrap must be within 1..{MAX_BOOTSTRAP:,}, got {bootstrap}")
     if seed < 0:
         raise UsageError(f"--seed must be >= 0, got {seed}")
     preds = read_predictions(predictions_path)
@@ -422,35 +444,3 @@ def default_outputs(predictions_path: Path) -> tuple[Path, Path]:
     p = Path(predictions_path)
     stem = p.name[: -len(p.suffix)] if p.suffix else p.name
     return p.with_name(f"{stem}.score.json"), p.with_name(f"{stem}.score.md")
-
-
-def check_output(path: Path) -> None:
-    """Fail before scoring if `path` cannot be written."""
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"output {path} is a folder")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"cannot write {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"cannot write {path}: {parent} is not writable")
-
-
-def write_outputs(outputs: dict[Path, str]) -> None:
-    """Write every file to a temporary file beside it first, then rename them all into place:
-    an error leaves no partial file behind."""
-    tmps: list[tuple[str, Path]] = []
-    try:
-        for path, text in outputs.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            tmps.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        for tmp, path in tmps:
-            os.replace(tmp, path)
-    except OSError as e:
-        raise UsageError(f"cannot write the score files: {e}") from None
-    finally:
-        for tmp, _ in tmps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)

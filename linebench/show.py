@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .errors import UsageError
 from .maps import AttentionMap
 
 PANEL_H = 320  # px, height of a panel's picture
@@ -19,7 +20,13 @@ PADDING = (128, 128, 128)  # BGR, canvas outside the image
 
 
 def decode(png: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None:  # a damaged PNG (a flipped byte): OpenCV gives nothing, or an assertion
+        raise UsageError("the row's image is not a readable PNG (the shard is damaged): run `linebench verify` on the folder")
+    return image
 
 
 def _panel(image: np.ndarray, parts: list, lo: float, hi: float, caption: str) -> np.ndarray:

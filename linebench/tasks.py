@@ -134,6 +134,7 @@ def parse_overrides(task: Task, items: Sequence[str]) -> dict[str, Any]:
     """['curves=4', 'bends=1..3'] -> {'curves': 4, 'bends': [1, 3]} (validated against the knobs)."""
     by_name = {k.name: k for k in task.knobs}
     out: dict[str, Any] = {}
+    raw: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip()
@@ -141,6 +142,9 @@ def parse_overrides(task: Task, items: Sequence[str]) -> dict[str, Any]:
             raise UsageError(f"--knob expects NAME=VALUE, got {item!r}")
         if name not in by_name:
             raise UsageError(f"task {task.name!r} has no knob {name!r}; knobs: {', '.join(by_name)}")
+        if name in out:
+            raise UsageError(f"--knob {name} is given twice ({name}={raw[name]} and {name}={value.strip()}); give it once")
+        raw[name] = value.strip()
         out[name] = parse_value(by_name[name], value)
     return out
 
@@ -171,6 +175,9 @@ def level_names(task: Task) -> list[str]:
     return list(task.levels)
 
 
+CANVAS_MIN, CANVAS_MAX = 32, 8192  # px per side; 8192² RGB is 192 MiB, the largest canvas worth drawing
+
+
 def resolve_params(task: Task, level: str, spec: ParamSpec) -> dict[str, Any]:
     """Defaults <- the level's values <- explicit overrides; validated. This dict is what
     `Task.sample` receives and what each row stores in `params`."""
@@ -183,6 +190,8 @@ def resolve_params(task: Task, level: str, spec: ParamSpec) -> dict[str, Any]:
     for name, value in knobs.items():
         _check_value(by_name[name], value)
     w, h = spec.canvas
+    if not all(type(v) is int and CANVAS_MIN <= v <= CANVAS_MAX for v in (w, h)):
+        raise UsageError(f"the canvas must be within {CANVAS_MIN}..{CANVAS_MAX} px each way, got {w!r}x{h!r}")
     params = {"task": task.name, "version": task.version, "canvas": [int(w), int(h)], "level": level, "knobs": knobs}
     task.check(params)
     return params

@@ -1,18 +1,32 @@
-"""`linebench verify`: check a dataset folder against its manifest and rebuild rows from their seeds."""
+"""`linebench verify`: check every file a dataset folder publishes against its manifest, and
+rebuild rows from the run's own arguments.
+
+What is checked (a folder is untrusted input: it may have been downloaded or edited):
+- the manifest is well-formed and consistent with itself (`folder.manifest_problems`): the
+  shard list the specs imply, the row counts, the command, the generator version;
+- every published file matches its recorded sha256: the shards, README.md, assets/example.png;
+  the example is the first row's picture; `data/` holds nothing the manifest does not list;
+- every row's identity columns (id, index, split, task, seed, difficulty, generator_version)
+  are the ones the specs imply, recomputed from (seed, task, split, index) — for all rows;
+- a sample of rows (`--all`: every row) is rebuilt from the specs alone and compared column by
+  column, image bytes and maps included.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .dataset import read_manifest, sha256_file, task_of
-from .maps import MapParams
-from .samples import build, dumps, scene_maps
+from .errors import UsageError
+from .folder import EXAMPLE, PUBLISHED, inside, manifest_problems, read_manifest, sha256_file
+from .samples import RowMaker, RunSpec, row_seed
+
+IDENTITY = ("id", "index", "split", "task", "seed", "difficulty", "generator_version")
 
 
 @dataclass
@@ -29,71 +43,154 @@ class VerifyReport:
 def _rows_to_check(total: int, sample: int, all_rows: bool) -> set[int]:
     if all_rows or sample >= total:
         return set(range(total))
-    return set(np.linspace(0, total - 1, num=max(sample, 1)).round().astype(int).tolist())
+    return set(np.linspace(0, total - 1, num=sample).round().astype(int).tolist())
 
 
 def verify(
     folder: Path, *, all_rows: bool = False, sample: int = 32, progress: Callable[[int, int], None] | None = None
 ) -> VerifyReport:
     folder = Path(folder)
+    if type(sample) is not int or sample < 1:
+        raise UsageError(f"--sample must be at least 1, got {sample} (use --all to re-render every row)")
     manifest = read_manifest(folder)
-    report = VerifyReport()
-    task = task_of(manifest)
+    report = VerifyReport(problems=manifest_problems(manifest))
+    rebuild = not any("cannot be read" in p or "generator" in p for p in report.problems)
+    report.problems += _published_files(folder, manifest)
+
+    makers = {}
+    if rebuild:
+        makers = {d["split"]: RowMaker(RunSpec.from_dict(d)) for d in manifest["specs"]}
     total = sum(s["rows"] for s in manifest["shards"])
-    wanted = _rows_to_check(total, sample, all_rows)
+    wanted = _rows_to_check(total, sample, all_rows) if rebuild else set()
     report_progress = progress or (lambda done, total: None)
+    report_progress(0, len(wanted))
     offset = 0
-    for shard in manifest["shards"]:
+    split_index: dict[str, int] = {}  # next index expected in each split
+    for i, shard in enumerate(manifest["shards"]):
         path = folder / shard["path"]
         report.shards += 1
-        if not path.exists():
-            report.problems.append(f"{shard['path']}: missing")
+        first = split_index.get(shard["split"], 0)
+        split_index[shard["split"]] = first + shard["rows"]
+        table = _read_shard(folder, path, shard, report.problems)
+        if table is None:
             offset += shard["rows"]
             continue
-        if sha256_file(path) != shard["sha256"]:
-            report.problems.append(f"{shard['path']}: sha256 differs from manifest.json")
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowException) as e:
-            report.problems.append(f"{shard['path']}: unreadable ({e})")
-            offset += shard["rows"]
-            continue
-        if table.num_rows != shard["rows"]:
-            report.problems.append(f"{shard['path']}: {table.num_rows} rows, manifest says {shard['rows']}")
-        picks = sorted(i - offset for i in wanted if offset <= i < offset + table.num_rows)
-        for r in picks:
-            row = table.slice(r, 1).to_pylist()[0]
-            report.problems.extend(_check_row(task, row))
-            report.rows_checked += 1
-            report_progress(report.rows_checked, len(wanted))
+        if i == 0 and table.num_rows and (folder / EXAMPLE).is_file():
+            if (folder / EXAMPLE).read_bytes() != table.slice(0, 1).column("image").to_pylist()[0]["bytes"]:
+                report.problems.append(f"{EXAMPLE}: not the first row's picture")
+        if rebuild and shard["split"] in makers:
+            report.problems += _identity(table, makers[shard["split"]], first, shard["path"])
+            for r in sorted(j - offset for j in wanted if offset <= j < offset + table.num_rows):
+                row = table.slice(r, 1).to_pylist()[0]
+                report.problems += _compare(row, makers[shard["split"]](first + r))
+                report.rows_checked += 1
+                report_progress(report.rows_checked, len(wanted))
         offset += shard["rows"]
     return report
 
 
-def _check_row(task, row: dict) -> list[str]:
-    import json
-
+def _published_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
     problems = []
-    rid = row["id"]
-    params = json.loads(row["params"])
-    scene, png = build(task, int(row["seed"]), params)
-    if png != row["image"]["bytes"]:
-        problems.append(f"{rid}: image bytes differ from a re-render")
-    for name, value in (("question", scene.question), ("answer", scene.answer), ("geometry", dumps(scene.geometry))):
-        if value != row[name]:
-            problems.append(f"{rid}: {name} differs from a re-render")
-    for name, value in scene.knobs.items():
-        stored = row.get(name)
-        if isinstance(value, float) and stored is not None:
-            same = abs(float(np.float32(value)) - stored) <= 1e-6 * max(1.0, abs(value))
-        else:
-            same = stored == value
-        if not same:
-            problems.append(f"{rid}: column {name} = {stored!r}, re-render gives {value!r}")
-    m = dict(params["maps"])
-    profiles = tuple(m.pop("profiles"))
-    for name, arr in scene_maps(json.loads(row["geometry"]), profiles, MapParams(**m)).items():
-        stored = np.asarray(row[name], dtype=np.float32)
-        if stored.shape != arr.shape or not np.array_equal(stored, arr):
-            problems.append(f"{rid}: {name} differs from the map recomputed from geometry")
+    files = manifest.get("files", {})
+    for rel in PUBLISHED:
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif not inside(folder, path):
+            problems.append(f"{rel}: a link to a file outside the folder")
+        elif rel in files and (path.stat().st_size != files[rel]["bytes"] or sha256_file(path) != files[rel]["sha256"]):
+            problems.append(f"{rel}: differs from manifest.json (sha256)")
+    listed = {s["path"] for s in manifest["shards"]}
+    data = folder / "data"
+    if data.is_dir():
+        for p in sorted(data.rglob("*")):
+            rel = p.relative_to(folder).as_posix()
+            if not p.name.startswith(".") and not p.is_dir() and rel not in listed:
+                problems.append(f"{rel}: in data/ but not in manifest.json (load_dataset would read it)")
+    return problems
+
+
+def _read_shard(folder: Path, path: Path, shard: dict[str, Any], problems: list[str]) -> pa.Table | None:
+    name = shard["path"]
+    if not path.is_file():
+        problems.append(f"{name}: missing")
+        return None
+    if not inside(folder, path):
+        problems.append(f"{name}: a link to a file outside the folder")
+        return None
+    if path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
+        problems.append(f"{name}: sha256 differs from manifest.json")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        problems.append(f"{name}: unreadable ({str(e).splitlines()[0][:120]})")
+        return None
+    if table.num_rows != shard["rows"]:
+        problems.append(f"{name}: {table.num_rows} rows, manifest.json says {shard['rows']}")
+    missing = [c for c in IDENTITY if c not in table.column_names]
+    if missing:
+        problems.append(f"{name}: no column {', '.join(missing)}")
+        return None
+    return table
+
+
+def _identity(table: pa.Table, maker: RowMaker, first: int, name: str, limit: int = 5) -> list[str]:
+    """Every row's identity columns against what the run's specs imply (cheap: no rendering)."""
+    cols = {c: table.column(c).to_pylist() for c in IDENTITY}
+    spec, task = maker.spec, maker.task.name
+    problems = []
+    for r in range(table.num_rows):
+        index = first + r
+        want = {
+            "id": maker.row_id(index),
+            "index": index,
+            "split": spec.split,
+            "task": task,
+            "seed": row_seed(spec.seed, task, spec.split, index),
+            "difficulty": maker.level(index),
+            "generator_version": maker.version,
+        }
+        bad = [c for c in IDENTITY if cols[c][r] != want[c]]
+        if bad:
+            problems.append(f"{name} row {r}: {', '.join(f'{c} = {cols[c][r]!r}, expected {want[c]!r}' for c in bad)}")
+            if len(problems) >= limit:
+                problems.append(f"{name}: further rows not listed")
+                break
+    return problems
+
+
+def _same(stored: Any, value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        arr = np.asarray(stored, dtype=np.float32) if stored is not None else None
+        return arr is not None and arr.shape == value.shape and np.array_equal(arr, value.astype(np.float32))
+    if isinstance(value, float) and not isinstance(value, bool):
+        return stored is not None and abs(float(np.float32(value)) - float(stored)) <= 1e-6 * max(1.0, abs(value))
+    return stored == value
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _compare(row: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """A stored row against the row rebuilt from the specs, column by column."""
+    rid = expected["id"]
+    problems = []
+    for name, value in expected.items():
+        if name not in row:
+            problems.append(f"{rid}: no column {name}")
+            continue
+        stored = row[name]
+        if name == "image":
+            if not isinstance(stored, dict) or stored.get("bytes") != value:
+                problems.append(f"{rid}: image bytes differ from a re-render")
+        elif name in ("params", "geometry", "question"):
+            if stored != value:
+                problems.append(f"{rid}: {name} differs from a re-render")
+        elif isinstance(value, np.ndarray):
+            if not _same(stored, value):
+                problems.append(f"{rid}: {name} differs from the map recomputed from geometry")
+        elif not _same(stored, value):
+            problems.append(f"{rid}: {name} differs from a re-render (stored {_short(stored)}, re-render {_short(value)})")
     return problems

@@ -69,7 +69,8 @@ def test_generate_and_certify_a_release_from_a_spec(tmp_path):
     assert r.exit_code == 0, r.output
     manifest = read_manifest(out)
     assert manifest["splits"] == {"train": 20, "validation": 6, "test": 12, "ood": 6}
-    assert manifest["command"] == f"linebench generate --spec {spec}"
+    assert manifest["command"] == "linebench generate --spec spec.toml"  # the name, never the path typed (issue 16)
+    assert str(tmp_path) not in (out / "README.md").read_text()
     card = (out / "README.md").read_text()
     for split in manifest["splits"]:
         assert f"path: data/{split}-*" in card

@@ -286,7 +286,8 @@ def evaluate_folder(opts: EvalOptions, progress: Callable[[int, int], None] | No
     finally:
         writer.close()
     elapsed = time.perf_counter() - t0
-    from ..score import score, write_outputs
+    from ..fsio import write_outputs
+    from ..score import score
 
     report = score(folder, preds_path, only_ids={r["id"] for r in rows})
     write_outputs({out / "score.json": report.to_json(), out / "score.md": report.to_markdown()})

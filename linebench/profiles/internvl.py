@@ -31,6 +31,9 @@ TILE, PATCH, DOWNSAMPLE = 448, 14, 2  # tile px, InternViT patch px, 1 / downsam
 START, END = "<img>", "</img>"
 
 
+MAX_TILES = 256  # InternVL checkpoints use 12; the aspect-ratio search is quadratic in it
+
+
 def supported_aspect_ratios(min_tiles: int, max_tiles: int) -> list[tuple[int, int]]:
     """transformers got_ocr2 `get_all_supported_aspect_ratios`: (cols, rows) sorted by tile count."""
     out = [(w, h) for w in range(1, max_tiles + 1) for h in range(1, max_tiles + 1) if min_tiles <= w * h <= max_tiles]
@@ -67,8 +70,8 @@ def tile_arrangement(canvas: tuple[int, int], min_tiles: int, max_tiles: int) ->
     max_tiles=12,
 )
 def internvl(canvas, min_tiles, max_tiles):
-    if min_tiles < 1 or max_tiles < 1:
-        raise UsageError(f"internvl: min_tiles and max_tiles must be >= 1, got {min_tiles}, {max_tiles}")
+    if not (1 <= min_tiles <= MAX_TILES and 1 <= max_tiles <= MAX_TILES):
+        raise UsageError(f"internvl: min_tiles and max_tiles must be within 1..{MAX_TILES}, got {min_tiles}, {max_tiles}")
     n = TILE // PATCH // DOWNSAMPLE  # 16 tokens per side
     cell = PATCH * DOWNSAMPLE  # 28 tile px per token
     cols, rows = tile_arrangement(canvas, min_tiles, max_tiles)

@@ -95,9 +95,12 @@ def _pooled_grid(canvas, size, resized, offset=(0.0, 0.0), **kw) -> TokenGrid:
     return TokenGrid(len(ys) - 1, len(xs) - 1, xs, ys, **kw)
 
 
+MAX_CROPS = 256  # Molmo checkpoints use 8 or 12; the tiling search is quadratic in it
+
+
 def _max_crops(max_crops: int) -> int:
-    if max_crops < 1:
-        raise UsageError(f"max_crops must be at least 1, got {max_crops}")
+    if not 1 <= max_crops <= MAX_CROPS:
+        raise UsageError(f"max_crops must be within 1..{MAX_CROPS}, got {max_crops}")
     return max_crops
 
 
