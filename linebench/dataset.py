@@ -452,7 +452,9 @@ def generate(
                     else:
                         shutil.rmtree(target, ignore_errors=True)
                 kept = "nothing was written" if fresh else "the folder is as it was"
-                raise UsageError(f"{e}; {kept}. Relax the knobs (or raise --knob max_attempts) and run again") from None
+                if target != out:
+                    kept += f" and the dataset in {out} is untouched"
+                raise UsageError(f"{e}; {kept} (or raise --knob max_attempts=N and run again)") from None
             except KeyboardInterrupt as e:
                 raise _interrupted(e, out, target, fresh) from None
             except OSError as e:
@@ -478,7 +480,8 @@ def _interrupted(e: KeyboardInterrupt, out: Path, target: Path, fresh: bool) -> 
             _remove_owned(out)
         else:
             shutil.rmtree(target, ignore_errors=True)
-        return Interrupted(f"interrupted before any shard was finished; nothing was kept in {out}", code)
+        kept = f"the dataset in {out} is untouched" if target != out else f"nothing was kept in {out}"
+        return Interrupted(f"interrupted before any shard was finished; {kept}", code)
     old = " (the dataset that was there is untouched until the new one is complete)" if target != out else ""
     return Interrupted(f"interrupted; {finished} finished shard(s) are kept{old}. Run the same command with --resume to finish {out}", code)
 
