@@ -386,6 +386,89 @@ def score(
     out_console.print(Text(f"wrote {outputs['json']} and {outputs['markdown']}"), soft_wrap=True)
 
 
+@app.command("maps")
+@friendly
+def maps_cmd(
+    dataset: str = typer.Argument(..., help="An HF dataset: a local folder, parquet/JSON(L) files, or a Hub id in your cache."),
+    maps: str = typer.Option(..., "--maps", help="Profiles to add maps for, comma-separated (see `linebench grids`)."),
+    out_text: str = typer.Option(..., "--out", "-o", help="Output folder (Hub-ready: load_dataset and `linebench push` read it)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Column layout of a known dataset: pixmo-points (points in percent) or refcoco (bbox xywh px, centre region)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split (default: every split)."),
+    image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column (default: image)."),
+    points_column: Optional[str] = typer.Option(None, "--points-column", help="Column of points: [[x, y], ...] or [{x, y}, ...]."),
+    boxes_column: Optional[str] = typer.Option(None, "--boxes-column", help="Column of boxes: one box or a list of them."),
+    polygons_column: Optional[str] = typer.Option(None, "--polygons-column", help="Column of COCO polygons ([x1, y1, x2, y2, ...] lists)."),
+    masks_column: Optional[str] = typer.Option(None, "--masks-column", help="Column of COCO RLE masks ({size, counts}) or 0/1 arrays."),
+    box_format: Optional[str] = typer.Option(None, "--box-format", help="xyxy (x1, y1, x2, y2) or xywh (x, y, width, height). Default: xyxy."),
+    coords: Optional[str] = typer.Option(None, "--coords", help="px, norm (0-1) or percent (0-100). Default: px."),
+    box_mode: Optional[str] = typer.Option(None, "--box-mode", help="area (the whole box) or centre (its middle half each way). Default: area."),
+    point_radius: Optional[float] = typer.Option(None, "--point-radius", help="Disc around each point: < 1 is a fraction of the short side (default 0.02), >= 1 is px."),
+    size_columns: Optional[str] = typer.Option(None, "--size-columns", help="WIDTH,HEIGHT columns, for rows without image bytes."),
+    question_column: Optional[str] = typer.Option(None, "--question-column", help="Question column (checked to exist; trainer and eval read it)."),
+    answer_column: Optional[str] = typer.Option(None, "--answer-column", help="Answer column (checked to exist)."),
+    map_target: float = typer.Option(0.8, help="Map mass on target tokens (target + neighbour + floor = 1)."),
+    map_neighbour: float = typer.Option(0.15, help="Map mass on tokens next to a target."),
+    map_floor: float = typer.Option(0.05, help="Map mass spread over every other token."),
+    map_radius: int = typer.Option(1, help="Neighbourhood radius in tokens."),
+    shard_size: int = typer.Option(1000, "--shard-size", help="Rows per parquet shard."),
+    workers: int = typer.Option(os.cpu_count() or 1, "--workers", "-w", help="Worker processes (default: all cores); output does not depend on it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the folder (the old one stays until the new one is complete)."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run (same arguments)."),
+) -> None:
+    """Add exact ground-truth attention maps to a real grounding dataset (points, boxes, polygons, masks)."""
+    from dataclasses import replace
+
+    from .annotate import PRESETS, Options, add_maps
+    from .maps import MapParams
+
+    out = _out_path(out_text)
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    opts = PRESETS[preset] if preset else Options()
+    given = {k: v for k, v in (("points", points_column), ("boxes", boxes_column), ("polygons", polygons_column), ("masks", masks_column)) if v}
+    if len(given) > 1:
+        raise UsageError("name one annotation column: --points-column, --boxes-column, --polygons-column or --masks-column")
+    if given:
+        kind, column = next(iter(given.items()))
+        opts = replace(opts, kind=kind, column=column)
+    elif preset is None:
+        raise UsageError("name the annotation column (--points-column, --boxes-column, --polygons-column or --masks-column) or a --preset")
+    changes = {"image_column": image_column, "box_format": box_format, "coords": coords, "box_mode": box_mode,
+               "point_radius": point_radius, "question_column": question_column, "answer_column": answer_column}
+    opts = replace(opts, **{k: v for k, v in changes.items() if v is not None})
+    if size_columns is not None:
+        cols = tuple(c.strip() for c in size_columns.split(","))
+        if len(cols) != 2 or not all(cols):
+            raise UsageError(f"--size-columns takes WIDTH,HEIGHT column names, got {size_columns!r}")
+        opts = replace(opts, size_columns=cols)
+    profiles = tuple(p.strip() for p in maps.split(",") if p.strip())
+    mp_ = MapParams(map_target, map_neighbour, map_floor, map_radius)
+    command = _maps_command(dataset, profiles, opts, split, mp_, shard_size)
+    _run_with_progress(
+        lambda report: add_maps(dataset, out, maps=profiles, opts=opts, split=split, map_params=mp_,
+                                shard_size=shard_size, workers=workers, overwrite=overwrite, resume=resume, progress=report, command=command),
+        f"maps {Path(dataset).name or dataset}",
+        0,
+        out,
+    )
+
+
+def _maps_command(dataset: str, profiles, opts, split, mp_, shard_size: int) -> str:
+    """The command that remakes a `maps` folder, spelled out (no output path: it says nothing about the data)."""
+    from shlex import quote
+
+    parts = ["linebench maps", quote(dataset), f"--maps {','.join(profiles)}"]
+    parts += [f"--split {quote(split)}"] if split else []
+    parts += [f"--image-column {quote(opts.image_column)}", f"--{opts.kind}-column {quote(opts.column)}", f"--coords {opts.coords}"]
+    parts += [f"--box-format {opts.box_format} --box-mode {opts.box_mode}"] if opts.kind == "boxes" else []
+    parts += [f"--point-radius {opts.point_radius}"] if opts.kind == "points" and opts.point_radius is not None else []
+    parts += [f"--size-columns {','.join(opts.size_columns)}"] if opts.size_columns else []
+    parts += [f"--{w}-column {quote(c)}" for w, c in (("question", opts.question_column), ("answer", opts.answer_column)) if c]
+    parts.append(f"--map-target {mp_.target} --map-neighbour {mp_.neighbour} --map-floor {mp_.floor} --map-radius {mp_.radius}")
+    parts.append(f"--shard-size {shard_size}")
+    return " ".join(parts)
+
+
 @app.command()
 @friendly
 def grids(

@@ -133,6 +133,11 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         d = _read_json(path, "a JSON manifest", hint)
     except FileNotFoundError:
         raise UsageError(f"{folder} has no {MANIFEST}: not a finished linebench dataset (an interrupted run? use --resume)") from None
+    if isinstance(d, dict) and d.get("kind") == "annotations":
+        raise UsageError(
+            f"{folder} holds a dataset with maps added by `linebench maps`; this command reads folders made by "
+            "`linebench generate` (load it with datasets.load_dataset, maps with linebench.attention_map)"
+        )
     c = _Check(path, hint)
     c.obj(d, "the manifest", ("generator_version", "task", "command", "specs", "shard_size", "num_rows", "splits", "shards"))
     for key in ("generator_version", "task", "command"):

@@ -17,6 +17,7 @@ Shapes of one sample are disjoint, so the target area is the sum of their areas.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -74,9 +75,21 @@ def target_areas(targets: Sequence[Mapping[str, Any]], grid: TokenGrid, canvas: 
             area += rect_cell_areas(t["box"], xe, ye)
         elif kind == "polygon":
             area += polygon_cell_areas(t["points"], xe, ye)
+        elif kind == "mask":  # a COCO RLE mask (maps from annotations: linebench.annotations)
+            from .annotations import mask_cell_areas
+
+            area += mask_cell_areas(_decoded(t["rle"]["counts"], tuple(t["rle"]["size"])), xe, ye)
         else:
             raise ValueError(f"unknown target type {kind!r}")
     return area
+
+
+@functools.lru_cache(maxsize=8)
+def _decoded(counts: str, size: tuple[int, int]) -> np.ndarray:
+    """A mask decoded once for all the profiles of a row (maps for several profiles in a row)."""
+    from .annotations import decode_mask
+
+    return decode_mask({"size": list(size), "counts": counts})
 
 
 def canvas_coverage(grid: TokenGrid, canvas: tuple[int, int]) -> np.ndarray:

@@ -12,21 +12,48 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from linebench.annotations import annotation_geometry
 from linebench.grids import Layout
 from linebench.maps import MapParams, grid_maps, target_areas
 
-CANVASES = [(448, 448), (640, 360), (360, 640), (500, 333), (1000, 180)]
+# Real photo sizes (COCO, RefCOCO): there the marker is a box, and its target comes from a box
+# annotation through linebench.annotations (issue 17); elsewhere a disc, from a point annotation.
+REAL = [(640, 427), (1024, 683)]
+CANVASES = [(448, 448), (640, 360), (360, 640), (500, 333), (1000, 180)] + REAL
 
 
 def disc(center, radius) -> dict:
     return {"type": "disc", "center": [float(center[0]), float(center[1])], "radius": float(radius)}
 
 
+def marker_target(canvas, center, radius: float) -> dict:
+    """The map target of a marker, made the way a user's annotation is made."""
+    x, y = float(center[0]), float(center[1])
+    if tuple(canvas) in REAL:
+        x0, y0, x1, y1 = _pixel_box(center, radius)
+        box = [x0, y0, x1 - x0, y1 - y0]  # xywh px, as COCO stores boxes
+        return annotation_geometry(canvas, boxes=[box], box_format="xywh")["targets"][0]
+    if radius < 1:  # a point radius below 1 would mean a fraction of the short side
+        return disc(center, radius)
+    return annotation_geometry(canvas, points=[[x, y]], point_radius=radius)["targets"][0]
+
+
+def _pixel_box(center, radius: float) -> tuple[int, int, int, int]:
+    """The marker square on whole pixels: pixels x0..x1-1 cover exactly [x0, x1) in canvas px."""
+    x, y = center
+    return round(x - radius), round(y - radius), round(x + radius), round(y + radius)
+
+
 def marker_image(canvas: tuple[int, int], center, radius: float) -> Image.Image:
-    """A black RGB canvas with a white disc (PIL draws it; no anti-aliasing needed for an argmax)."""
+    """A black RGB canvas with a white disc, or a white square on the REAL sizes (PIL draws it; no
+    anti-aliasing needed for an argmax)."""
     img = Image.new("RGB", canvas, (0, 0, 0))
     x, y = center
-    ImageDraw.Draw(img).ellipse([x - radius, y - radius, x + radius, y + radius], fill=(255, 255, 255))
+    if tuple(canvas) in REAL:
+        x0, y0, x1, y1 = _pixel_box(center, radius)
+        ImageDraw.Draw(img).rectangle([x0, y0, x1 - 1, y1 - 1], fill=(255, 255, 255))  # PIL's end pixel is inclusive
+    else:
+        ImageDraw.Draw(img).ellipse([x - radius, y - radius, x + radius, y + radius], fill=(255, 255, 255))
     return img
 
 
@@ -38,7 +65,7 @@ def clear_positions(lay: Layout, n: int, radius: float, seed: int = 0, purity: f
     out = []
     for _ in range(200 * n):
         c = (rng.uniform(radius + 2, w - radius - 2), rng.uniform(radius + 2, h - radius - 2))
-        areas = [target_areas([disc(c, radius)], g) for g in lay.grids]
+        areas = [target_areas([marker_target(lay.canvas, c, radius)], g) for g in lay.grids]
         if sum(a.sum() for a in areas) <= 0:
             continue
         if all(a.sum() == 0 or a.max() >= purity * a.sum() for a in areas):
@@ -58,10 +85,10 @@ def marker_radius(lay, most: float = 6.0) -> float:
 def marker_positions(lay, n: int, radius: float, seed: int) -> list:
     """`clear_positions` whose disc puts, in every grid it touches, at least a quarter of its area (a
     sliver along a tile edge would leave the map's argmax on a neighbour token)."""
-    full = np.pi * radius**2
+    full = (4.0 if tuple(lay.canvas) in REAL else np.pi) * radius**2
     out = []
     for c in clear_positions(lay, 10 * n, radius, seed=seed):
-        areas = [target_areas([disc(c, radius)], g).sum() for g in lay.grids]
+        areas = [target_areas([marker_target(lay.canvas, c, radius)], g).sum() for g in lay.grids]
         if all(a == 0 or a >= 0.25 * full for a in areas):
             out.append(c)
             if len(out) == n:
@@ -74,8 +101,9 @@ def expected_tokens(lay: Layout, center, radius: float) -> list[tuple[int, int] 
     """Per grid: the target token (row, col) on which the map puts the most mass, or None when no target
     falls in the grid. (Restricted to target tokens: where only a sliver of the disc falls in a grid,
     a neighbour token can hold more mass than that sliver's token.)"""
-    maps = grid_maps([disc(center, radius)], lay, MapParams())
-    areas = [target_areas([disc(center, radius)], g) for g in lay.grids]
+    target = marker_target(lay.canvas, center, radius)
+    maps = grid_maps([target], lay, MapParams())
+    areas = [target_areas([target], g) for g in lay.grids]
     return [None if a.sum() == 0 else np.unravel_index(int(np.argmax(np.where(a > 0, m, -1))), m.shape) for m, a in zip(maps, areas)]
 
 
