@@ -101,6 +101,8 @@ def load_source(source: str, split: str | None = None):
     import datasets
 
     path = Path(source)
+    quiet = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # linebench's own bar reports the work
     try:
         if path.is_file():
             builder = {".parquet": "parquet", ".json": "json", ".jsonl": "json"}.get(path.suffix.lower())
@@ -116,6 +118,9 @@ def load_source(source: str, split: str | None = None):
         raise UsageError(f"cannot read the dataset {source}: {first[:200]}") from None
     except Exception as e:  # connection errors for an uncached Hub id, broken files
         raise UsageError(f"cannot read the dataset {source} ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
     if split is not None:
         if split not in dd:
             raise UsageError(f"{source} has no split {split!r} (it has {', '.join(dd)})")
