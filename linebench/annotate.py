@@ -5,6 +5,7 @@ user's cache), turns each row's annotations (points, boxes, polygons or masks; s
 `linebench.annotations` for the conventions) into map targets on that row's own image size, and
 writes a Hub-ready folder: every source column unchanged, plus
 
+- `id` (only when the source has none): `<split>-<index>`, the key of predictions;
 - `geometry`: JSON `{"canvas": [w, h], "targets": [...]}` — what `linebench.attention_map(row, p)`
   reads, so a map for any other model is recomputed later, exactly;
 - `params`: JSON `{"maps": {...}, "annotations": {...}}` — the map levels and the annotation options;
@@ -59,6 +60,7 @@ class Options:
     point_radius: float | None = None
     question_column: str | None = "question"
     answer_column: str | None = "answer"
+    prompt: str = "{question}"  # the question asked (eval, train): {question} is the question column's text
     size_columns: tuple[str, str] | None = None  # (width, height) columns, when rows carry no image bytes
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,11 +74,15 @@ PRESETS: dict[str, Options] = {
     # names what is pointed at; the dataset ships image URLs: fetch the images into an `image`
     # column first (its own download script does), or give --size-columns.
     "pixmo-points": Options(
-        image_column="image", kind="points", column="points", coords="percent", question_column="label", answer_column=None
+        image_column="image", kind="points", column="points", coords="percent", question_column="label", answer_column=None,
+        prompt="Point to every {question} in the image.",
     ),
     # lmms-lab/RefCOCO, jxu124/refcoco: `bbox` is COCO's [x, y, width, height] in px; the question is
     # the referring expression. Maps use the box's centre region, as the paper does for RefCOCO.
-    "refcoco": Options(image_column="image", kind="boxes", column="bbox", coords="px", box_format="xywh", box_mode="centre"),
+    "refcoco": Options(
+        image_column="image", kind="boxes", column="bbox", coords="px", box_format="xywh", box_mode="centre", answer_column=None,
+        prompt='Give the bounding box of "{question}" in the image as [x1, y1, x2, y2] in pixels.',
+    ),
 }
 
 
@@ -175,6 +181,61 @@ def row_geometry(row: dict[str, Any], size: tuple[int, int], opts: Options) -> d
     )
 
 
+# --------------------------------------------------------------------------- rows for eval and training
+
+
+def answer_text(geometry: dict[str, Any]) -> str:
+    """A row's annotation as the answer text trained on and shown: `[x1, y1, x2, y2]` px for a box,
+    `(x, y), (x, y)` px for points (region centres for polygons and masks). linebench.pointing
+    reads this format back, as it reads the formats models emit."""
+    from .pointing import _centre, _target_region
+
+    ann = geometry.get("annotations") or {}
+    if "boxes" in ann:
+        return "[" + ", ".join(str(round(v)) for v in ann["boxes"][0]) + "]"
+    kind = next(k for k in ("points", "polygons", "masks") if k in ann)
+    pts = ann[kind] if kind == "points" else [_centre(_target_region(kind, item)) for item in ann[kind]]
+    return ", ".join(f"({round(x)}, {round(y)})" for x, y in pts)
+
+
+def is_maps_folder(folder: Path | str) -> bool:
+    from .folder import MANIFEST, manifest_kind
+
+    path = Path(folder)
+    return path.is_dir() and (path / MANIFEST).is_file() and manifest_kind(path) == "annotations"
+
+
+def as_rows(ds, folder: Path | str):
+    """A split of a `linebench maps` folder as linebench-style rows for `linebench eval` and
+    `linebench train`: `question` is the preset's prompt around the question column, `answer` the
+    answer column (or the annotation as text, `answer_text`), `task` "grounding-<kind>"; the image
+    column becomes `image`. Images are not decoded or re-encoded."""
+    from .folder import read_maps_manifest
+
+    m = read_maps_manifest(Path(folder))
+    o = m["options"]
+    prompt, qcol, acol = o.get("prompt") or "{question}", o.get("question_column"), o.get("answer_column")
+    task = f"grounding-{o['kind']}"
+
+    cols = ["geometry"] + [c for c in (qcol, acol) if c]
+
+    def convert(*columns: list) -> dict[str, list]:
+        batch = dict(zip(cols, columns))
+        n = len(batch["geometry"])
+        qs = batch[qcol] if qcol else [""] * n
+        questions = [prompt.format(question=q[0] if isinstance(q, list) and q else q) for q in qs]
+        if acol:
+            answers = [a[0] if isinstance(a, list) and a else str(a) for a in batch[acol]]
+        else:
+            answers = [answer_text(json.loads(g)) for g in batch["geometry"]]
+        return {"question": questions, "answer": answers, "task": [task] * n}
+
+    if o["image_column"] != "image":
+        ds = ds.rename_column(o["image_column"], "image")
+    # input_columns: only these are read for the conversion, so the images are not decoded
+    return ds.map(convert, batched=True, input_columns=cols, load_from_cache_file=False)
+
+
 # --------------------------------------------------------------------------- the work
 
 
@@ -210,6 +271,8 @@ def _rows(split_ds, start: int, stop: int, opts: Options, profiles: tuple[str, .
 
 def _shard_table(split_ds, start: int, stop: int, opts: Options, profiles, params: MapParams, base, ident: str, schema: pa.Schema) -> pa.Table:
     table = split_ds.with_format("arrow")[start:stop]
+    if "id" not in table.column_names:
+        table = table.add_column(0, "id", pa.array([f"{ident}-{i:07d}" for i in range(start, stop)], pa.string()))
     geoms, params_col, maps = _rows(split_ds, start, stop, opts, profiles, params, base, ident)
     table = table.append_column("geometry", pa.array(geoms, pa.string()))
     table = table.append_column("params", pa.array(params_col, pa.string()))
@@ -249,6 +312,8 @@ def features_for(split_ds, opts: Options, profiles: tuple[str, ...]):
     from datasets import Features, List, Value
 
     feats = dict(split_ds.features)
+    if "id" not in feats:  # predictions are keyed by id (linebench eval / score): one per row, "<split>-<index>"
+        feats = {"id": Value("string"), **feats}
     clash = [c for c in ("geometry", "params", *[f"attn_{p}" for p in profiles]) if c in feats]
     if clash:
         raise UsageError(f"the dataset already has a column {clash[0]!r}: rename it first (linebench adds geometry, params and attn_<profile>)")

@@ -2,7 +2,9 @@
 images of any size — pure functions of plain data (no I/O).
 
 `annotation_geometry(size, points=..., boxes=..., polygons=..., masks=...)` returns a geometry dict
-`{"canvas": [width, height], "targets": [...]}`, the same shape a generated row's `geometry` has,
+`{"canvas": [width, height], "targets": [...], "annotations": {...}}`, the shape a generated row's
+`geometry` has (plus the annotations themselves in px, e.g. the whole box when the map uses its
+centre, which is what answers are scored against: `linebench.pointing`),
 so `linebench.attention_map(geometry, profile)` gives the exact per-model map (target mass by exact
 area inside each token cell, the three levels target / neighbour / floor as for the synthetic
 tasks) for every profile, and the same dict stored in a `geometry` column recomputes it later.
@@ -175,9 +177,13 @@ def mask_targets(masks: Iterable[Any], size: tuple[int, int]) -> list[dict]:
 
 
 def decode_mask(rle: Mapping[str, Any]) -> np.ndarray:
+    import warnings
+
     from pycocotools import mask as cmask
 
-    return cmask.decode({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")})
+    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2: a DeprecationWarning about copy=
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cmask.decode({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")})
 
 
 def mask_cell_areas(mask: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray) -> np.ndarray:
@@ -225,14 +231,23 @@ def annotation_geometry(
     if w < 1 or h < 1:
         raise UsageError(f"image size must be positive, got {w}x{h}")
     targets: list[dict] = []
+    given: dict[str, list] = {}  # the annotations themselves, in px (what answers are scored against)
     if points is not None:
-        targets += point_targets(points, (w, h), coords=coords, radius=point_radius)
+        pts = point_targets(points, (w, h), coords=coords, radius=point_radius)
+        targets += pts
+        given["points"] = [t["center"] for t in pts]
     if boxes is not None:
+        boxes = list(boxes)
         targets += box_targets(boxes, (w, h), box_format=box_format, coords=coords, box_mode=box_mode)
+        given["boxes"] = [box_xyxy(b, (w, h), box_format=box_format, coords=coords) for b in boxes]
     if polygons is not None:
-        targets += polygon_targets(polygons, (w, h), coords=coords)
+        polys = polygon_targets(polygons, (w, h), coords=coords)
+        targets += polys
+        given["polygons"] = [t["points"] for t in polys]
     if masks is not None:
-        targets += mask_targets(masks, (w, h))
+        rles = mask_targets(masks, (w, h))
+        targets += rles
+        given["masks"] = [t["rle"] for t in rles]
     if not targets:
         raise UsageError("no annotation: give points, boxes, polygons or masks")
-    return {"canvas": [w, h], "targets": targets}
+    return {"canvas": [w, h], "targets": targets, "annotations": given}

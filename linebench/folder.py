@@ -149,6 +149,12 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise c.fail("splits", "an object {split: rows}", d["splits"])
     for k, v in d["splits"].items():
         c.int(v, f"splits.{k}", 1)
+    _check_shards(c, d)
+    return d
+
+
+def _check_shards(c: _Check, d: dict[str, Any]) -> None:
+    """The shard list and the `files` entry, shared by both kinds of manifest."""
     if not isinstance(d["shards"], list):
         raise c.fail("shards", "a list", d["shards"])
     for i, s in enumerate(d["shards"]):
@@ -166,6 +172,38 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             c.obj(entry, f"files.{name}", ("sha256", "bytes"))
             c.hex(entry["sha256"], f"files.{name}.sha256")
             c.int(entry["bytes"], f"files.{name}.bytes")
+
+
+def manifest_kind(folder: Path) -> str:
+    """"generated" (linebench generate) or "annotations" (linebench maps); UsageError if unreadable."""
+    folder = Path(folder)
+    try:
+        d = _read_json(folder / MANIFEST, "a JSON manifest", "; regenerate the folder, or download it again")
+    except FileNotFoundError:
+        raise UsageError(f"{folder} has no {MANIFEST}: not a finished linebench dataset (an interrupted run? use --resume)") from None
+    return "annotations" if isinstance(d, dict) and d.get("kind") == "annotations" else "generated"
+
+
+def read_maps_manifest(folder: Path) -> dict[str, Any]:
+    """manifest.json of a `linebench maps` folder, validated (UsageError otherwise)."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    hint = "; make the folder again with `linebench maps`"
+    try:
+        d = _read_json(path, "a JSON manifest", hint)
+    except FileNotFoundError:
+        raise UsageError(f"{folder} has no {MANIFEST}: not a finished `linebench maps` folder (an interrupted run? use --resume)") from None
+    c = _Check(path, hint)
+    c.obj(d, "the manifest", ("kind", "source", "command", "options", "maps", "map_params", "shard_size", "num_rows", "splits", "shards"))
+    if d["kind"] != "annotations":
+        raise c.fail("kind", '"annotations"', d["kind"])
+    c.obj(d["options"], "options", ("kind", "column", "image_column", "question_column", "answer_column"))
+    c.int(d["num_rows"], "num_rows", 1)
+    if not isinstance(d["splits"], dict) or not d["splits"]:
+        raise c.fail("splits", "an object {split: rows}", d["splits"])
+    _check_shards(c, d)
+    if sum(s["rows"] for s in d["shards"]) != d["num_rows"]:
+        raise UsageError(f"{path} is damaged: the shards hold {sum(s['rows'] for s in d['shards'])} rows, num_rows says {d['num_rows']}{hint}")
     return d
 
 

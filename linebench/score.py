@@ -30,8 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
-from .answers import PARSERS, parse_many
+from .answers import PARSERS, is_correct, parse_many
 from .dataset import MANIFEST, RUN_FILE, read_manifest
+from .folder import manifest_kind, read_maps_manifest
+from .pointing import judge
 from .errors import UsageError
 from .tasks import get_task
 
@@ -174,6 +176,8 @@ def read_rows(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, t
         raise UsageError(f"{folder} is not a folder")
     if not (folder / MANIFEST).exists() and not (folder / RUN_FILE).exists():
         raise UsageError(f"{folder} is not a linebench dataset folder (it has no {MANIFEST})")
+    if manifest_kind(folder) == "annotations":
+        return _read_grounding_rows(folder)
     manifest = read_manifest(folder)  # a run without a manifest yet gets its own message
     shards = manifest.get("shards") or []
     tasks = [manifest.get("task")]
@@ -202,6 +206,36 @@ def read_rows(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, t
     table = pa.concat_tables(tables, promote_options="default")
     columns = {name: table.column(name).to_pylist() for name in table.column_names}
     return columns, manifest, {k: v for k, v in knob_kinds.items() if k in columns}
+
+
+def row_correct(row: dict[str, Any], prediction: Any, task: str | None = None) -> bool | None:
+    """One row's verdict (None = unparseable): a linebench task's answer parser, or, for a
+    `linebench maps` row (task "grounding-<kind>"), IoU / point matching (linebench.pointing)."""
+    name = task or row.get("task") or ""
+    if name.startswith("grounding-"):
+        geometry = row["geometry"]
+        return judge(prediction, json.loads(geometry) if isinstance(geometry, (str, bytes)) else geometry)[0]
+    kind = getattr(get_task(name), "answer_kind", "number") if name else "number"
+    return is_correct(kind, prediction, str(row["answer"]))
+
+
+def _read_grounding_rows(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, type]]:
+    """A `linebench maps` folder: id, split and geometry (its annotations are what answers are scored
+    against); `task` is "grounding-<kind>" and there are no levels or knobs."""
+    manifest = read_maps_manifest(folder)
+    tables = []
+    for shard in manifest["shards"]:
+        path = folder / shard["path"]
+        try:
+            tables.append(pq.read_table(path, columns=["id", "geometry"]).append_column("split", pa.array([shard["split"]] * shard["rows"])))
+        except (OSError, pa.ArrowException, KeyError) as e:
+            raise UsageError(f"{path} is unreadable or has no id/geometry column ({str(e)[:100]}); run `linebench maps` again") from None
+    table = pa.concat_tables(tables)
+    n = table.num_rows
+    kind = manifest["options"]["kind"]
+    columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    columns.update(task=[f"grounding-{kind}"] * n, difficulty=["all"] * n)
+    return columns, manifest, {}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -294,8 +328,12 @@ def score(
     ids: list[str] = cols["id"]
     n_rows = len(ids)
     tasks = sorted(set(cols["task"]))
+    grounding = manifest.get("kind") == "annotations"
     kinds = {}
     for t in tasks:
+        if grounding:
+            kinds[t] = t
+            continue
         kind = getattr(get_task(t), "answer_kind", "number")
         if kind not in PARSERS:
             raise UsageError(f"task {t!r} has answer kind {kind!r}; the scorer knows {', '.join(PARSERS)}")
@@ -309,6 +347,12 @@ def score(
     for t in tasks:
         rows = np.flatnonzero((task_col == t) & has_pred)
         kind = kinds[t]
+        if grounding:  # boxes: IoU >= 0.5; points: matched one-to-one (linebench.pointing)
+            for r in rows:
+                verdict = judge(preds.by_id[ids[r]], json.loads(cols["geometry"][r]))[0]
+                unparseable[r] = verdict is None
+                correct[r] = bool(verdict)
+            continue
         truth = parse_many(kind, [cols["answer"][r] for r in rows])
         got = parse_many(kind, [preds.by_id[ids[r]] for r in rows])
         for r, want, have in zip(rows, truth, got):
@@ -338,7 +382,7 @@ def score(
             groups.append(Group(by, value, 0, 0, 0, None, None, None))
 
     add("overall", "all", np.ones(n_rows, dtype=bool))
-    breakdowns: list[tuple[str, type]] = [("split", str), ("difficulty", str)] + list(knob_kinds.items())
+    breakdowns: list[tuple[str, type]] = [("split", str)] + ([] if grounding else [("difficulty", str)]) + list(knob_kinds.items())
     levels = _level_order(tasks)
     for by, kind in breakdowns:
         index, labels = _group_labels(cols[by], kind)

@@ -80,7 +80,7 @@ class FakeServer:
                     headers = {"Retry-After": str(b.retry_after)} if b.retry_after is not None else {}
                     return self._send(b.fail_status, {"error": {"message": "slow down"}}, headers)
                 truth = server.answers.get(digest)
-                wrong = "(9, 9)" if str(truth).startswith("(") else str(int(truth or 0) + 1)
+                wrong = "(9, 9)" if str(truth).startswith(("(", "[")) else str(int(truth or 0) + 1)
                 text = {"correct": truth, "wrong": wrong, "garbage": "I cannot tell."}[b.mode] if truth else "unknown image"
                 self._send(200, {
                     "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],

@@ -132,17 +132,17 @@ def _jpeg(size, seed=0) -> bytes:
     return b.getvalue()
 
 
-def _refcoco(path, n=30, *, xyxy=False):
+def _refcoco(path, n=30, *, xyxy=False, sizes=SIZES):
     """lmms-lab/RefCOCO-style rows: image, bbox [x, y, w, h] px, question (the referring expression), answer."""
     import datasets
 
     rng = np.random.default_rng(1)
     rows = []
     for i in range(n):
-        w, h = SIZES[i % 2]
+        w, h = sizes[i % len(sizes)]
         x, y, bw, bh = float(rng.uniform(0, w / 2)), float(rng.uniform(0, h / 2)), float(rng.uniform(20, w / 2)), float(rng.uniform(20, h / 2))
         box = [x, y, x + bw, y + bh] if xyxy else [x, y, bw, bh]
-        rows.append({"image": {"bytes": _jpeg((w, h), i % 2), "path": None}, "bbox": box, "question": f"the object {i}", "answer": ["it"]})
+        rows.append({"image": {"bytes": _jpeg((w, h), i), "path": None}, "bbox": box, "question": f"the object {i}", "answer": ["it"]})
     feats = datasets.Features({"image": datasets.Image(), "bbox": datasets.List(datasets.Value("float64")),
                                "question": datasets.Value("string"), "answer": datasets.List(datasets.Value("string"))})
     datasets.Dataset.from_list(rows, features=feats).to_parquet(str(path))
@@ -178,7 +178,7 @@ def test_maps_refcoco_preset_end_to_end(tmp_path):
     assert manifest["kind"] == "annotations" and manifest["num_rows"] == 30 and len(manifest["shards"]) == 3
     assert str(tmp_path / "out") not in manifest["command"]
     ds = _load(out)
-    assert ds.column_names[:4] == ["image", "bbox", "question", "answer"]
+    assert ds.column_names[:5] == ["id", "image", "bbox", "question", "answer"] and ds[0]["id"] == "train-0000000"  # id added: the source has none
     for i in (0, 7, 29):
         row = ds[i]
         for p in ("qwen2.5-vl", "llava-1.5-pad"):
@@ -279,3 +279,119 @@ def test_other_commands_say_what_an_annotation_folder_is(tmp_path):
     assert runner.invoke(app, ["maps", str(src), "--preset", "refcoco", "--maps", "grid24", "--out", str(out)]).exit_code == 0
     r = runner.invoke(app, ["verify", str(out)])
     assert r.exit_code == 2 and "linebench maps" in r.output
+
+
+# --------------------------------------------------------------------------- answers: parsing and scoring
+
+
+class _near:
+    """Nested lists of numbers equal within 1e-6."""
+
+    def __init__(self, want):
+        self.want = np.asarray(want, dtype=float)
+
+    def __eq__(self, got):
+        got = np.asarray(got, dtype=float)
+        return got.shape == self.want.shape and np.allclose(got, self.want, atol=1e-6)
+
+
+def test_the_answer_formats_models_emit():
+    from linebench.pointing import parse_boxes, parse_points
+
+    size = (640, 427)
+    assert parse_boxes('```json\n[{"bbox_2d": [12, 40, 200, 310], "label": "dog"}]\n```', size) == [[12, 40, 200, 310]]  # Qwen2.5-VL
+    assert parse_boxes("[0.1, 0.2, 0.5, 0.6]", size) == _near([[64, 85.4, 320, 256.2]])  # LLaVA, normalised
+    assert parse_boxes("<|box_start|>(100,200),(500,800)<|box_end|>", size) == _near([[64, 85.4, 320, 341.6]])  # Qwen2-VL, 0-1000
+    assert parse_boxes("The box is [120, 30, 20, 300].", size) == [[20, 30, 120, 300]]  # corners in either order
+    assert parse_boxes("no box here", size) == [] and parse_boxes(None, size) == []
+    assert parse_points('<point x="50.0" y="25.0" alt="dog">dog</point>', size) == _near([[320, 106.75]])  # Molmo, percent
+    assert parse_points('<points x1="10" y1="20" x2="30" y2="40" alt="d">d</points>', size) == _near([[64, 85.4], [192, 170.8]])
+    assert parse_points('[{"point_2d": [120, 88], "label": "cup"}]', size) == [[120, 88]]  # Qwen2.5-VL
+    assert parse_points("(0.5, 0.5)", size) == [[320, 213.5]] and parse_points("(12, 40), (30, 50)", size) == [[12, 40], [30, 50]]
+    assert parse_boxes("[" * 50_000, size) == [] and parse_boxes("[1, 2, 3, 4]" * 10_000, size)  # capped, no recursion error
+
+
+def test_judging_boxes_by_iou_and_points_by_matching():
+    from linebench.pointing import judge
+
+    g = annotation_geometry((640, 427), boxes=[[100, 100, 200, 150]], box_format="xywh", box_mode="centre")
+    assert judge('{"bbox_2d": [100, 100, 300, 250]}', g)[0] is True  # against the whole box, not the map's centre region
+    assert judge('{"bbox_2d": [150, 125, 250, 175]}', g)[0] is False  # IoU 0.25
+    assert judge("I cannot tell", g)[0] is None
+    g = annotation_geometry((640, 427), points=[{"x": 50, "y": 50}, {"x": 10, "y": 10}], coords="percent")
+    assert judge('<points x1="50.5" y1="50" x2="10" y2="11" alt="d">d</points>', g)[:3] == (True, 2, 2)
+    assert judge('<point x="50" y="50" alt="d">d</point>', g)[:2] == (False, 1)  # one target missed
+    assert judge('<points x1="50" y1="50" x2="10" y2="10" x3="90" y3="90">d</points>', g)[0] is False  # an extra point
+    mask = np.zeros((427, 640), np.uint8)
+    mask[100:200, 300:400] = 1
+    g = annotation_geometry((640, 427), masks=[mask])
+    assert judge("(390, 110)", g)[0] is True and judge("(410, 110)", g)[0] is False  # inside the mask, or not
+
+
+def test_score_a_maps_folder(tmp_path):
+    from linebench.annotate import answer_text
+
+    src = tmp_path / "refcoco.parquet"
+    _refcoco(src, n=20)
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["maps", str(src), "--preset", "refcoco", "--maps", "qwen2.5-vl", "--out", str(out), "-w", "1"]).exit_code == 0
+    ds = _load(out)
+    lines = []
+    for i, row in enumerate(ds):
+        g = json.loads(row["geometry"])
+        x1, y1, x2, y2 = g["annotations"]["boxes"][0]
+        w, h = g["canvas"]
+        pred = [answer_text(g), json.dumps([{"bbox_2d": [x1, y1, x2, y2]}]), f"[{x1 / w:.4f}, {y1 / h:.4f}, {x2 / w:.4f}, {y2 / h:.4f}]",
+                f"[{x2 + 5}, {y2 + 5}, {x2 + 50}, {y2 + 50}]", "I do not know"][i % 5]
+        lines.append(json.dumps({"id": row["id"], "prediction": pred}))
+    (tmp_path / "p.jsonl").write_text("\n".join(lines) + "\n")
+    r = runner.invoke(app, ["score", str(out), "-p", str(tmp_path / "p.jsonl")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "p.score.json").read_text())
+    assert rep["tasks"] == ["grounding-boxes"] and rep["correct"] == 12 and rep["unparseable"] == 4 and rep["scored"] == 20
+
+
+def test_eval_on_a_maps_folder_against_a_fake_server(tmp_path):
+    import hashlib
+
+    pytest.importorskip("openai")
+    from fake_openai import FakeServer
+
+    from linebench.annotate import answer_text
+
+    src = tmp_path / "refcoco.parquet"
+    _refcoco(src, n=12)
+    out = tmp_path / "maps"
+    assert runner.invoke(app, ["maps", str(src), "--preset", "refcoco", "--maps", "qwen2.5-vl", "--out", str(out), "-w", "1"]).exit_code == 0
+    from datasets import Image
+
+    ds = _load(out).cast_column("image", Image(decode=False))
+    truth = {hashlib.sha256(r["image"]["bytes"]).hexdigest(): answer_text(json.loads(r["geometry"])) for r in ds}
+    server = FakeServer(truth).start()
+    try:
+        r = runner.invoke(app, ["eval", str(out), "--split", "train", "--model", "fake-vlm", "--base-url", server.url, "--out", str(tmp_path / "ev")])
+    finally:
+        server.stop()
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ev" / "score.json").read_text())["groups"][0]["accuracy"] == 1.0
+    assert len(server.requests) == 12
+    asked = server.bodies[0]["messages"][-1]["content"]
+    assert asked[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")  # the rows' own JPEG bytes, typed as such
+    assert asked[1]["text"].startswith('Give the bounding box of "the object')
+
+
+def test_train_with_klal_on_a_maps_folder(tmp_path, monkeypatch):
+    pytest.importorskip("trl")
+    monkeypatch.setenv("LINEBENCH_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "refcoco.parquet"
+    _refcoco(src, n=20, sizes=[(224, 224)])  # the tiny LLaVA sees 224 px squares
+    out = tmp_path / "maps"
+    assert runner.invoke(app, ["maps", str(src), "--preset", "refcoco", "--maps", "grid16", "--out", str(out), "-w", "1"]).exit_code == 0
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--klal", "--data", str(out), "--split", "train", "--eval-n", "4", "--steps", "2", "--batch-size", "4",
+                            "--out", str(run), "--klal-backend", "torch"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["after"]["rows"] == 4 and ev["profile"] == "llava-1.5:side=224"
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(x.get("klal", 0) > 0 for x in lines)  # the KL attention loss ran on the real-image maps

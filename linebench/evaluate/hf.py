@@ -20,7 +20,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..answers import is_correct
 from ..maps import target_tokens
 from ..train.data import KLALCollator, as_example, map_profile
 
@@ -147,16 +146,12 @@ def attention_metrics(
 
 def evaluate(model, processor, rows: Sequence[Mapping[str, Any]], *, task: str | None = None, batch_size: int = 8, max_new_tokens: int = 16, attention: bool = True, layers="all", question_suffix: str = "") -> dict[str, Any]:
     """Accuracy (overall and per level) of greedy answers, the predictions, and attention metrics."""
-    from ..tasks import get_task
 
     rows = list(rows)
     preds = generate(model, processor, rows, batch_size=batch_size, max_new_tokens=max_new_tokens, question_suffix=question_suffix)
-    kinds = {}
-    correct = []
-    for r, pred in zip(rows, preds):
-        name = task or r.get("task")
-        kind = kinds.setdefault(name, getattr(get_task(name), "answer_kind", "number") if name else "number")
-        correct.append(bool(is_correct(kind, pred, str(r["answer"]))))
+    from ..score import row_correct
+
+    correct = [bool(row_correct(r, pred, task)) for r, pred in zip(rows, preds)]
     levels: dict[str, list[bool]] = {}
     for r, ok in zip(rows, correct):
         levels.setdefault(str(r.get("difficulty", "all")), []).append(ok)

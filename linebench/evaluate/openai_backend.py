@@ -31,8 +31,19 @@ class OpenAISettings:
     system: str | None = None
 
 
+def _mime(data: bytes) -> str:
+    """The image type of the bytes as sent (real grounding datasets store JPEG, linebench PNG)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return "image/png"
+
+
 def messages(prompt: str, png: bytes, system: str | None) -> list[dict[str, Any]]:
-    url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    url = f"data:{_mime(png)};base64," + base64.b64encode(png).decode("ascii")
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     out.append({"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt}]})
     return out
@@ -82,10 +93,10 @@ class OpenAIBackend:
 
 
 def row_png(row: Mapping[str, Any]) -> bytes:
-    """The row's own PNG bytes (rows loaded with the image column undecoded)."""
+    """The row's own image bytes (PNG for linebench rows, often JPEG for real datasets), as stored."""
     img = row["image"]
     if isinstance(img, Mapping) and img.get("bytes"):
         return img["bytes"]
     if isinstance(img, (bytes, bytearray)):
         return bytes(img)
-    raise UsageError("the rows' images must be PNG bytes (load the image column with decode=False)")
+    raise UsageError("the rows' images must be stored bytes (load the image column with decode=False)")

@@ -98,10 +98,14 @@ def resolve_data(data: str) -> Path:
 def load_rows(folder: Path, split: str, limit: int | None, decode: bool):
     from datasets import Image, load_dataset
 
+    from ..annotate import as_rows, is_maps_folder
+
     try:
         ds = load_dataset(str(folder), split=split)
     except ValueError as e:
         raise UsageError(f"{folder}: {str(e).splitlines()[0][:200]}") from None
+    if is_maps_folder(folder):  # real grounding data with maps (`linebench maps`): question, answer, task from its options
+        ds = as_rows(ds, folder)
     for col in ("id", "image", "question", "answer"):
         if col not in ds.column_names:
             raise UsageError(f"{folder}: split {split!r} has no {col!r} column (a linebench dataset has id, image, question, answer)")
@@ -303,8 +307,7 @@ def evaluate_folder(opts: EvalOptions, progress: Callable[[int, int], None] | No
 
 def _judged(rows, preds_path: Path) -> tuple[dict[str, str], dict[str, bool]]:
     """Each row's prediction and whether it is right (linebench's parsers; unparseable = wrong)."""
-    from ..answers import is_correct
-    from ..tasks import get_task
+    from ..score import row_correct
 
     preds: dict[str, str] = {}
     for line in preds_path.read_text().splitlines():
@@ -313,8 +316,7 @@ def _judged(rows, preds_path: Path) -> tuple[dict[str, str], dict[str, bool]]:
     correct = {}
     for r in rows:
         if r["id"] in preds:
-            kind = getattr(get_task(r["task"]), "answer_kind", "number")
-            correct[r["id"]] = bool(is_correct(kind, preds[r["id"]], str(r["answer"])))
+            correct[r["id"]] = bool(row_correct(r, preds[r["id"]]))
     return preds, correct
 
 

@@ -163,6 +163,10 @@ def load_rows(opts: TrainOptions, out: Path, canvas: tuple[int, int], log: Calla
         raise UsageError(f"--data {source}: cannot load it ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     if opts.split not in ds:
         raise UsageError(f"--data {source} has no split {opts.split!r} (it has {', '.join(ds)})")
+    from ..annotate import as_rows, is_maps_folder
+
+    if is_maps_folder(source):  # real grounding data with maps (`linebench maps`): question and answer from its options
+        ds = {k: as_rows(v, source) for k, v in ds.items()}
     train = ds[opts.split]
     for col in ("image", "question", "answer", "geometry"):
         if col not in train.column_names:
