@@ -165,8 +165,16 @@ def _geometry_and_params(source: Any) -> tuple[Mapping[str, Any], dict[str, Any]
             stored = {k: v for k, v in params.get("maps", {}).items() if k in MapParams.__dataclass_fields__}
     if isinstance(geometry, (str, bytes)):
         geometry = json.loads(geometry)
+    if isinstance(geometry, Mapping) and "targets" not in geometry and "size" in geometry:  # annotations as they are
+        from .annotations import annotation_geometry
+
+        opts = dict(geometry)
+        geometry = annotation_geometry(opts.pop("size"), **opts)
     if not isinstance(geometry, Mapping) or "targets" not in geometry or "canvas" not in geometry:
-        raise UsageError("attention_map takes a linebench row, a Scene, or a geometry dict with 'canvas' and 'targets'")
+        raise UsageError(
+            "attention_map takes a linebench row, a Scene, a geometry dict with 'canvas' and 'targets', "
+            "or annotations {'size': (w, h), 'boxes' | 'points' | 'polygons' | 'masks': [...], ...}"
+        )
     return geometry, stored
 
 
@@ -174,7 +182,9 @@ def attention_map(source: Any, profile: str | Layout, **map_params: float) -> At
     """The ground-truth map of one sample in `profile`'s token order, from its stored geometry.
 
     `source` is a row of any linebench dataset (a dict with `geometry`, as `datasets` returns it), a
-    `Scene`, or a geometry dict. `profile` is a profile string (`"qwen2.5-vl"`,
+    `Scene`, a geometry dict, or grounding annotations as they are: `{"size": (w, h), "boxes": [...],
+    "box_format": "xywh", ...}` (the arguments of `linebench.annotations.annotation_geometry`: points,
+    boxes, polygons or masks on a real image; docs/annotations.md). `profile` is a profile string (`"qwen2.5-vl"`,
     `"internvl:max_tiles=6"`, `"grid24"`; see `linebench grids`) or a `Layout`. `map_params`
     (target, neighbour, floor, radius) default to the ones the row was generated with (so
     `attention_map(row, "grid24").values` equals the stored `attn_grid24` column), else to MapParams().
@@ -205,7 +215,7 @@ def target_tokens(source: Any, profile: str | Layout) -> np.ndarray:
     return np.concatenate([(target_areas(geometry["targets"], g, lay.canvas) > 0).ravel() for g in lay.grids])
 
 
-def map_transform(profile: str, *, column: str | None = None, only_new: bool = False, **map_params: float):
+def map_transform(profile: str, *, column: str | None = None, only_new: bool = False, annotations: Mapping[str, Any] | None = None, **map_params: float):
     """A batched `datasets` transform adding `profile`'s map (flat float32 list per row) as `column`
     (default `attn_<profile>`):
 
@@ -214,13 +224,31 @@ def map_transform(profile: str, *, column: str | None = None, only_new: bool = F
 
     `only_new=True` returns just the new column (what `ds.map` should add; returning the image column
     too would make `map` re-encode every image).
+
+    On a real grounding dataset without `geometry`, say where the annotations are:
+    `annotations={"column": "bbox", "kind": "boxes", "box_format": "xywh", "image_column": "image"}`
+    (any option of `annotation_geometry`: coords, box_mode, point_radius); each row's image size is
+    read from its image (a PIL image, or stored bytes).
     """
     name = column or f"attn_{profile}"
     make_layout(profile, (448, 448))  # a bad profile fails here, not on the first batch
+    ann = dict(annotations or {})
+    ann_column, ann_kind, image_column = ann.pop("column", None), ann.pop("kind", "boxes"), ann.pop("image_column", "image")
+    if annotations is not None and ann_column is None:
+        raise UsageError("map_transform(annotations=...) needs the annotation 'column'")
+
+    def geometry_of(batch: Mapping[str, list], i: int) -> Any:
+        if annotations is None:
+            return batch["geometry"][i]
+        from .annotate import _as_list, _image_size
+
+        img = batch[image_column][i]
+        size = img.size if hasattr(img, "size") and not isinstance(img, dict) else _image_size(img, None)
+        return {"size": size, ann_kind: _as_list(ann_kind, batch[ann_column][i]), **ann}
 
     def transform(batch: Mapping[str, list]) -> dict[str, list]:
-        n = len(batch["geometry"])
-        rows = [{"geometry": batch["geometry"][i], "params": batch["params"][i] if "params" in batch else None} for i in range(n)]
+        n = len(batch["geometry" if annotations is None else ann_column])
+        rows = [{"geometry": geometry_of(batch, i), "params": batch["params"][i] if "params" in batch else None} for i in range(n)]
         new = [attention_map(r, profile, **map_params).values for r in rows]
         return {name: new} if only_new else {**batch, name: new}
 

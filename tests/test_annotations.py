@@ -395,3 +395,27 @@ def test_train_with_klal_on_a_maps_folder(tmp_path, monkeypatch):
     assert ev["after"]["rows"] == 4 and ev["profile"] == "llava-1.5:side=224"
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert any(x.get("klal", 0) > 0 for x in lines)  # the KL attention loss ran on the real-image maps
+
+
+def test_attention_map_and_map_transform_take_annotations_as_they_are(tmp_path):
+    import datasets
+
+    from linebench.maps import map_transform
+
+    m = attention_map({"size": (640, 427), "boxes": [[10, 20, 100, 50]], "box_format": "xywh"}, "qwen2.5-vl")
+    g = annotation_geometry((640, 427), boxes=[[10, 20, 100, 50]], box_format="xywh")
+    assert np.array_equal(m.values, attention_map(g, "qwen2.5-vl").values)
+
+    src = tmp_path / "refcoco.parquet"
+    _refcoco(src, n=6)
+    ds = datasets.load_dataset("parquet", data_files=str(src), split="train")
+    fn = map_transform("internvl", only_new=True, annotations={"column": "bbox", "kind": "boxes", "box_format": "xywh"})
+    added = ds.map(fn, batched=True, batch_size=4)
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["maps", str(src), "--boxes-column", "bbox", "--box-format", "xywh", "--maps", "internvl", "--out", str(out), "-w", "1"])
+    assert r.exit_code == 0, r.output
+    stored = _load(out)
+    for i in range(6):  # the on-the-fly transform and the stored column are the same maps
+        assert np.array_equal(np.asarray(added[i]["attn_internvl"], np.float32), np.asarray(stored[i]["attn_internvl"], np.float32))
+    with pytest.raises(UsageError, match="'column'"):
+        map_transform("internvl", annotations={"kind": "boxes"})
