@@ -19,7 +19,19 @@ from typing import Any, Callable
 from . import __version__
 from .card import card_for_folder, config_name
 from .errors import LinebenchError
-from .folder import CARD, EXAMPLE, MANIFEST, inside, manifest_problems, read_manifest, sha256_bytes, sha256_file, write_manifest
+from .folder import (
+    CARD,
+    EXAMPLE,
+    MANIFEST,
+    inside,
+    manifest_kind,
+    manifest_problems,
+    read_manifest,
+    read_maps_manifest,
+    sha256_bytes,
+    sha256_file,
+    write_manifest,
+)
 
 REPO_TYPE = "dataset"
 REMOTE_OWNED = ["data/*", "assets/*"]  # remote files here that the release does not list are deleted
@@ -73,33 +85,19 @@ def plan(folder: Path, repo_id: str, progress: Callable[[int, int], None] | None
     folder = Path(folder)
     if not folder.is_dir():
         raise PushError(f"{folder} is not a folder")
-    manifest = read_manifest(folder)
-    problems = manifest_problems(manifest, generator=False)
-    if problems:
-        raise PushError(f"{folder}/{MANIFEST}: {problems[0]}; run `linebench verify {folder}`")
-    report = progress or (lambda done, total: None)
-    shards: list[tuple[str, int]] = []
-    for i, shard in enumerate(manifest["shards"]):
-        path = folder / shard["path"]
-        if not path.is_file():
-            raise PushError(f"{shard['path']} is missing: run `linebench generate ... --resume` or `linebench verify {folder}`")
-        if not inside(folder, path):
-            raise PushError(f"{shard['path']} links to a file outside {folder}: refusing to upload it")
-        size = path.stat().st_size
-        if size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
-            raise PushError(f"{shard['path']} differs from {MANIFEST} (sha256): run `linebench verify {folder}`")
-        shards.append((shard["path"], size))
-        report(i + 1, len(manifest["shards"]))
+    maps_folder = manifest_kind(folder) == "annotations"
+    if maps_folder:  # real grounding data with maps (`linebench maps`)
+        manifest = read_maps_manifest(folder)
+    else:
+        manifest = read_manifest(folder)
+        problems = manifest_problems(manifest, generator=False)
+        if problems:
+            raise PushError(f"{folder}/{MANIFEST}: {problems[0]}; run `linebench verify {folder}`")
+    shards = _checked_shards(folder, manifest, progress)
+    if maps_folder:
+        return _maps_plan(folder, repo_id, manifest, shards)
     card = card_for_folder(folder, repo_id)
-    files_ = manifest["files"]
-    for rel in (EXAMPLE, CARD):
-        path = folder / rel
-        if not path.is_file() or not inside(folder, path):
-            raise PushError(f"{folder}/{rel} is missing: regenerate the folder")
-        sha = sha256_file(path)
-        # README.md may already be the card for this repo (a push that broke off after writing it)
-        if sha != files_[rel]["sha256"] and not (rel == CARD and sha == sha256_bytes(card.encode("utf-8"))):
-            raise PushError(f"{folder}/{rel} differs from {MANIFEST} (sha256): run `linebench verify {folder}`")
+    _check_published(folder, manifest, card)
     validate_card_locally(card, folder, manifest)
     config = config_name(manifest)
     splits = ", ".join(f"{d['split']} {d['n']:,}" for d in manifest["specs"])
@@ -122,7 +120,59 @@ def plan(folder: Path, repo_id: str, progress: Callable[[int, int], None] | None
     )
 
 
-def validate_card_locally(card: str, folder: Path, manifest: dict[str, Any]) -> None:
+def _checked_shards(folder: Path, manifest: dict[str, Any], progress: Callable[[int, int], None] | None) -> list[tuple[str, int]]:
+    """(path, bytes) of every shard, each present, inside the folder and matching its sha256."""
+    report = progress or (lambda done, total: None)
+    shards: list[tuple[str, int]] = []
+    for i, shard in enumerate(manifest["shards"]):
+        path = folder / shard["path"]
+        if not path.is_file():
+            raise PushError(f"{shard['path']} is missing: run `linebench generate ... --resume` or `linebench verify {folder}`")
+        if not inside(folder, path):
+            raise PushError(f"{shard['path']} links to a file outside {folder}: refusing to upload it")
+        size = path.stat().st_size
+        if size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
+            raise PushError(f"{shard['path']} differs from {MANIFEST} (sha256): run `linebench verify {folder}`")
+        shards.append((shard["path"], size))
+        report(i + 1, len(manifest["shards"]))
+    return shards
+
+
+def _check_published(folder: Path, manifest: dict[str, Any], card: str) -> None:
+    """README.md and assets/example.png match manifest.json (README.md may already be `card`)."""
+    files_ = manifest.get("files") or {}
+    if set(files_) != {CARD, EXAMPLE}:
+        raise PushError(f"{folder}/{MANIFEST} records no checksum of {CARD} and {EXAMPLE} (made by an older linebench): regenerate it")
+    for rel in (EXAMPLE, CARD):
+        path = folder / rel
+        if not path.is_file() or not inside(folder, path):
+            raise PushError(f"{folder}/{rel} is missing: regenerate the folder")
+        sha = sha256_file(path)
+        # README.md may already be the card for this repo (a push that broke off after writing it)
+        if sha != files_[rel]["sha256"] and not (rel == CARD and sha == sha256_bytes(card.encode("utf-8"))):
+            raise PushError(f"{folder}/{rel} differs from {MANIFEST} (sha256): run `linebench verify {folder}`")
+
+
+def _maps_plan(folder: Path, repo_id: str, manifest: dict[str, Any], shards: list[tuple[str, int]]) -> PushPlan:
+    text = (folder / CARD).read_text(encoding="utf-8") if (folder / CARD).is_file() else ""
+    card = text.replace('load_dataset("path/or/repo-id"', f'load_dataset("{repo_id}"')
+    _check_published(folder, manifest, card)
+    validate_card_locally(card, folder, manifest, license="other")
+    splits = ", ".join(f"{k} {v:,}" for k, v in manifest["splits"].items())
+    files = [(CARD, len(card.encode())), (MANIFEST, (folder / MANIFEST).stat().st_size), (EXAMPLE, (folder / EXAMPLE).stat().st_size)]
+    return PushPlan(
+        folder=folder,
+        repo_id=repo_id,
+        config="default",
+        card=card,
+        files=files + shards,
+        commit_message=f"linebench {__version__}: {manifest['source']} with attention maps ({', '.join(manifest['maps'])})",
+        commit_description=f"Maps added by linebench {manifest.get('linebench_version', '?')}.\n\nRows: {splits}.\n\n```\n{manifest['command']}\n```\n",
+        tag=None,
+    )
+
+
+def validate_card_locally(card: str, folder: Path, manifest: dict[str, Any], license: str = "cc-by-4.0") -> None:
     """The card's YAML parses with huggingface_hub's card tools, has exactly one default config
     whose data_files cover every split's shards, and declares the features the shards carry."""
     import fnmatch
@@ -139,7 +189,7 @@ def validate_card_locally(card: str, folder: Path, manifest: dict[str, Any]) -> 
     except Exception as e:  # the card is ours: a failure here is a bug, said plainly
         raise PushError(f"the dataset card does not parse: {e}") from None
     problems = []
-    if data.license != "cc-by-4.0":
+    if data.license != license:
         problems.append(f"license is {data.license!r}")
     configs = MetadataConfigs.from_dataset_card_data(data)
     defaults = [name for name, c in configs.items() if c.get("default")]
@@ -280,7 +330,7 @@ def write_card(folder: Path, card: str) -> None:
     from .fsio import atomic_write, why
 
     data = card.encode("utf-8")
-    manifest = read_manifest(folder)
+    manifest = read_maps_manifest(folder) if manifest_kind(folder) == "annotations" else read_manifest(folder)
     try:
         atomic_write(folder / CARD, data)
         manifest["files"][CARD] = {"sha256": sha256_bytes(data), "bytes": len(data)}

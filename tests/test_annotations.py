@@ -419,3 +419,22 @@ def test_attention_map_and_map_transform_take_annotations_as_they_are(tmp_path):
         assert np.array_equal(np.asarray(added[i]["attn_internvl"], np.float32), np.asarray(stored[i]["attn_internvl"], np.float32))
     with pytest.raises(UsageError, match="'column'"):
         map_transform("internvl", annotations={"kind": "boxes"})
+
+
+def test_a_maps_folder_can_be_pushed(tmp_path):
+    from linebench.hub import plan, write_card
+
+    src = tmp_path / "refcoco.parquet"
+    _refcoco(src, n=6)
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["maps", str(src), "--preset", "refcoco", "--maps", "qwen2.5-vl", "--out", str(out), "-w", "1"]).exit_code == 0
+    r = runner.invoke(app, ["push", str(out), "--repo-id", "me/refcoco-maps", "--dry-run"])
+    assert r.exit_code == 0 and "card: valid" in r.output, r.output
+    p = plan(out, "me/refcoco-maps")
+    assert 'load_dataset("me/refcoco-maps"' in p.card and p.tag is None
+    assert [f for f, _ in p.files][:3] == ["README.md", "manifest.json", "assets/example.png"] and len(p.files) == 4
+    write_card(out, p.card)  # what push does before uploading: the folder still plans (and loads)
+    assert plan(out, "me/refcoco-maps").card == p.card and len(_load(out)) == 6
+    (out / "assets" / "example.png").write_bytes(b"x")
+    r = runner.invoke(app, ["push", str(out), "--repo-id", "me/refcoco-maps", "--dry-run"])
+    assert r.exit_code == 2 and "differs from manifest.json" in r.output
