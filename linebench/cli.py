@@ -109,6 +109,19 @@ def _progress() -> Progress:
     )
 
 
+def _parse_part(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    try:
+        part = (int(k), int(n))
+    except ValueError:
+        raise UsageError(f"--part takes K/N (e.g. 0/4 for the first of four parts), got {text!r}") from None
+    if not sep or not 0 <= part[0] < part[1]:
+        raise UsageError(f"--part takes K/N with 0 <= K < N, got {text!r}")
+    return part
+
+
 def _out_path(text: str | None) -> Path | None:
     """--out as typed: an empty string is an error (not the current folder)."""
     if text is None:
@@ -178,11 +191,18 @@ def generate(
     shard_size: int = typer.Option(1000, "--shard-size", help="Rows per parquet shard."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing linebench dataset folder."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run (same arguments); the result is byte-identical."),
+    part_text: Optional[str] = typer.Option(
+        None, "--part", help="Make only part K of N (0 <= K < N: every N-th shard, from shard K), to run anywhere; join the parts with `linebench merge`."
+    ),
 ) -> None:
     """Generate a dataset folder that `datasets.load_dataset(FOLDER)` loads."""
-    from .dataset import generate as run
+    from functools import partial
+
+    from .dataset import generate
 
     out = _out_path(out_text)
+    part = _parse_part(part_text)
+    run = partial(generate, part=part) if part else generate
     from .grids import canonical_maps, default_maps
     from .maps import MapParams
     from .samples import SPLITS, RunSpec
@@ -384,6 +404,20 @@ def score(
     write_outputs({outputs["json"]: report.to_json(), outputs["markdown"]: report.to_markdown()})
     out_console.print(Text(summary(report)), soft_wrap=True)
     out_console.print(Text(f"wrote {outputs['json']} and {outputs['markdown']}"), soft_wrap=True)
+
+
+@app.command()
+@friendly
+def merge(
+    parts: List[Path] = typer.Argument(..., help="The part folders (made by `linebench generate ... --part K/N`)."),
+    out_text: str = typer.Option(..., "--out", "-o", help="The dataset folder to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing linebench dataset folder (kept until the merge is complete)."),
+) -> None:
+    """Join the parts of one run into the folder a single run makes, byte for byte."""
+    from .dataset import merge as run
+
+    out = _out_path(out_text)
+    _run_with_progress(lambda report: run(parts, out, overwrite=overwrite, progress=report), "merge", 0, out)
 
 
 @app.command("maps")

@@ -173,7 +173,8 @@ class GenerateResult:
 LOCK = ".linebench-lock"
 DONE_LOG = ".linebench-done"  # `sha256  path` per finished shard (sha256sum format), appended
 STAGING = ".linebench-staging"  # an --overwrite run builds the new dataset here, then swaps it in
-OWNED = ("data", "assets", "README.md", MANIFEST, RUN_FILE, DONE_LOG)  # what a run writes (and --overwrite replaces)
+PART_FILE = ".linebench-part.json"  # a finished part of a run (--part K/N): its run and its shards' sha256
+OWNED = ("data", "assets", "README.md", MANIFEST, RUN_FILE, DONE_LOG, PART_FILE)  # what a run writes (and --overwrite replaces)
 _RUN_KEYS = ("specs", "shard_size", "generator_version")
 
 
@@ -260,7 +261,7 @@ def _anchor_writable(out: Path) -> None:
 
 def _same_run(folder: Path, run: dict[str, Any]) -> bool:
     have = read_run_file(folder)
-    return have is not None and {k: have[k] for k in _RUN_KEYS} == run
+    return have is not None and {k: have.get(k) for k in (*_RUN_KEYS, "part")} == {"part": None, **run}
 
 
 def _prepare_out(out: Path, run: dict[str, Any], overwrite: bool, resume: bool) -> Path:
@@ -407,10 +408,14 @@ def generate(
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
     command: str | None = None,
+    part: tuple[int, int] | None = None,
 ) -> GenerateResult:
     """Generate one split (a RunSpec) or several (a release) into the folder `out`.
     `progress(done, total)` is called as rows complete; `command` is the reproduction command
     recorded in the manifest and card (default: one `linebench generate` line per split).
+    `part=(K, N)` makes only part K of N (0 <= K < N): the shards whose index in the folder's
+    shard list is K mod N, and a part file instead of the card and manifest; `merge` joins the
+    N parts into the folder a single run makes, byte for byte.
 
     Every file is written atomically and the manifest last, so a folder is either finished (and
     passes `verify`) or visibly not. Failures leave: after bad input, nothing; after a row the
@@ -431,6 +436,14 @@ def generate(
     spec_dicts = [s.to_dict() for s in specs]
     version = generator_version(get_task(specs[0].task))
     run = {"specs": spec_dicts, "shard_size": shard_size, "generator_version": version}
+    if part is not None:
+        k, n_parts = part
+        n_shards = len(expected_shards(spec_dicts, shard_size))
+        if not (type(k) is int and type(n_parts) is int and 0 <= k < n_parts):
+            raise UsageError(f"--part takes K/N with 0 <= K < N, got {k}/{n_parts}")
+        if n_parts > n_shards:
+            raise UsageError(f"--part {k}/{n_parts}: the run has only {n_shards} shard(s), so at most {n_shards} parts")
+        run["part"] = [k, n_parts]
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} exists and is not a folder")
     _anchor_writable(out)
@@ -444,7 +457,7 @@ def generate(
             target = _prepare_out(out, run, overwrite, resume)
             fresh = not (target / RUN_FILE).exists()
             try:
-                result = _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, progress, command, t0)
+                result = _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, progress, command, t0, part)
             except GenerationError as e:
                 if fresh:  # this run can never finish: take back all it wrote
                     if target == out:
@@ -497,17 +510,31 @@ def _remove_created(out: Path, created: list[Path]) -> None:
             return
 
 
-def _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, progress, command, t0) -> GenerateResult:
-    from .card import card_files
-
-    schema = feats.arrow_schema
-    layout_ = []  # (spec index, shard path, first row, end row) in folder order
+def _layout(spec_dicts, shard_size: int) -> list[tuple[int, str, int, int]]:
+    """(spec index, shard path, first row, end row) of every shard, in folder order."""
+    out = []
     for which, d in enumerate(spec_dicts):
         start = 0
         for name, _, rows in expected_shards([d], shard_size):
-            layout_.append((which, name, start, start + rows))
+            out.append((which, name, start, start + rows))
             start += rows
-    total = sum(s.n for s in specs)
+    return out
+
+
+def part_shards(spec_dicts, shard_size: int, part: tuple[int, int]) -> list[str]:
+    """The shard paths of part K of N: those whose index in the folder's shard list is K mod N
+    (round robin, so every part holds a share of every split and level)."""
+    k, n = part
+    return [name for i, (_, name, _, _) in enumerate(_layout(spec_dicts, shard_size)) if i % n == k]
+
+
+def _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, progress, command, t0, part=None) -> GenerateResult:
+    schema = feats.arrow_schema
+    layout_ = _layout(spec_dicts, shard_size)
+    if part is not None:
+        mine = set(part_shards(spec_dicts, shard_size, part))
+        layout_ = [entry for entry in layout_ if entry[1] in mine]
+    total = sum(e - s for _, _, s, e in layout_)
     (target / "data").mkdir(parents=True, exist_ok=True)
     for stale in (target / "data").glob(".*.tmp"):
         stale.unlink()
@@ -573,7 +600,21 @@ def _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, p
         if pool is not None:
             pool.join()
     report(total, total)
+    if part is not None:  # a part: its shards and what they hold, for `merge`; no card, no manifest
+        record = {**run, "command": command or "\n".join(canonical_command(s, shard_size) for s in specs),
+                  "shards": {name: {"sha256": digests[name][0], "bytes": digests[name][1]} for _, name, _, _ in layout_}}
+        atomic_write(target / PART_FILE, json.dumps(record, indent=1, sort_keys=True) + "\n")  # last: the part is complete
+        return GenerateResult(target, total, len(layout_), len(todo), time.perf_counter() - t0, made, damaged)
+    write_finished(target, specs, spec_dicts, run, feats, shard_size, command, digests)
+    return GenerateResult(target, total, len(layout_), len(todo), time.perf_counter() - t0, made, damaged)
 
+
+def write_finished(target: Path, specs, spec_dicts, run, feats, shard_size: int, command: str | None, digests: dict[str, tuple[str, int]]) -> None:
+    """The card, the example and (last) the manifest of a folder whose shards are all there."""
+    from .card import card_files
+
+    layout_ = _layout(spec_dicts, shard_size)
+    total = sum(s.n for s in specs)
     shards = [
         {"path": name, "split": specs[w].split, "rows": stop - start, "sha256": digests[name][0], "bytes": digests[name][1]}
         for w, name, start, stop in layout_
@@ -595,7 +636,132 @@ def _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, p
         atomic_write(target / rel, data)
     manifest["files"] = {rel: {"sha256": sha256_bytes(data), "bytes": len(data)} for rel, data in files.items()}
     write_manifest(target, manifest)  # last: the folder is finished
-    return GenerateResult(target, total, len(layout_), len(todo), time.perf_counter() - t0, made, damaged)
+
+
+# --------------------------------------------------------------------------- parts -> one folder
+
+
+def _read_part(folder: Path) -> dict[str, Any]:
+    from .folder import _Check, _check_specs, _read_json
+
+    path = Path(folder) / PART_FILE
+    hint = "; make the part again (the same command with --overwrite)"
+    if not Path(folder).is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    try:
+        d = _read_json(path, "a part file", hint)
+    except FileNotFoundError:
+        why_ = " (an unfinished part: run its command again with --resume)" if (Path(folder) / RUN_FILE).exists() else ""
+        raise UsageError(f"{folder} is not a finished part of a run: it has no {PART_FILE}{why_}") from None
+    c = _Check(path, hint)
+    c.obj(d, "the part file", ("specs", "shard_size", "generator_version", "part", "command", "shards"))
+    _check_specs(c, d["specs"])
+    c.int(d["shard_size"], "shard_size", 1)
+    if not (isinstance(d["part"], list) and len(d["part"]) == 2 and all(type(v) is int for v in d["part"])):
+        raise c.fail("part", "[K, N]", d["part"])
+    c.obj(d["shards"], "shards", ())
+    for name, entry in d["shards"].items():
+        c.shard_path(name, "a shard's path")
+        c.obj(entry, f"shards.{name}", ("sha256", "bytes"))
+        c.hex(entry["sha256"], f"shards.{name}.sha256")
+    return d
+
+
+def _differs(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """What differs between the runs of two parts, said briefly."""
+    if a["generator_version"] != b["generator_version"]:
+        return f"generator {a['generator_version']} vs {b['generator_version']}"
+    if a["shard_size"] != b["shard_size"]:
+        return f"--shard-size {a['shard_size']} vs {b['shard_size']}"
+    for sa, sb in zip(a["specs"], b["specs"]):
+        for key in sa:
+            if sa[key] != sb.get(key):
+                return f"{sa['split']} {key} {sa[key]!r} vs {sb.get(key)!r}"
+    if len(a["specs"]) != len(b["specs"]):
+        return "other splits"
+    if a["part"][1] != b["part"][1]:
+        return f"cut into {a['part'][1]} vs {b['part'][1]} parts"
+    return "the command"
+
+
+def merge(parts: Sequence[Path], out: Path, *, overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> GenerateResult:
+    """Join the N parts of one run (`generate --part K/N`, run anywhere) into `out`: the folder a
+    single run makes, byte for byte (shards, run file, done log, card, example, manifest). Checks
+    that the parts are from the same run, that each of 0..N-1 is there once, complete, with every
+    shard matching its sha256; nothing is written before all of that holds."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    check_path_text(out, "--out")
+    if not parts:
+        raise UsageError("merge needs the part folders")
+    records = [(Path(p), _read_part(Path(p))) for p in parts]
+    first_path, first = records[0]
+    keys = (*_RUN_KEYS, "command")
+    for path, rec in records[1:]:
+        if any(rec[k] != first[k] for k in keys) or rec["part"][1] != first["part"][1]:
+            raise UsageError(f"{path} and {first_path} are parts of different runs ({_differs(first, rec)})")
+    n = first["part"][1]
+    seen: dict[int, Path] = {}
+    for path, rec in records:
+        k = rec["part"][0]
+        if k in seen:
+            raise UsageError(f"part {k}/{n} is given twice ({seen[k]} and {path})")
+        seen[k] = path
+    missing = [k for k in range(n) if k not in seen]
+    if missing:
+        raise UsageError(f"part {'/'.join(map(str, (missing[0], n)))} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                         + f": {len(seen)} of {n} parts given")
+    version = generator_version(get_task(first["specs"][0]["task"]))
+    if first["generator_version"] != version:
+        raise UsageError(f"the parts were made by generator {first['generator_version']}; this linebench's is {version}: merge with the linebench that made them")
+    run = {k: first[k] for k in _RUN_KEYS}
+    digests: dict[str, tuple[str, int]] = {}
+    for path, rec in records:
+        want = part_shards(run["specs"], run["shard_size"], tuple(rec["part"]))
+        if sorted(rec["shards"]) != sorted(want):
+            raise UsageError(f"{path} does not hold the shards of part {rec['part'][0]}/{n} of this run")
+        for name in want:
+            file = path / name
+            entry = rec["shards"][name]
+            if not file.is_file() or file.stat().st_size != entry["bytes"] or sha256_file(file) != entry["sha256"]:
+                raise UsageError(f"{file} is missing or damaged: make part {rec['part'][0]}/{n} again (its command with --resume)")
+            digests[name] = (entry["sha256"], entry["bytes"])
+    specs = [RunSpec.from_dict(d) for d in run["specs"]]
+    feats = features(specs[0])
+    layout_ = _layout(run["specs"], run["shard_size"])
+    where = {name: seen[rec["part"][0]] for path, rec in records for name in rec["shards"]}
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output {out} exists and is not a folder")
+    _anchor_writable(out)
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with FolderLock(out):
+            target = _prepare_out(out, run, overwrite, False)
+            (target / "data").mkdir(parents=True, exist_ok=True)
+            atomic_write(target / RUN_FILE, json.dumps(run, indent=1, sort_keys=True) + "\n")
+            report = progress or (lambda done, total: None)
+            total_rows = sum(s.n for s in specs)
+            done = 0
+            for _, name, start, stop in layout_:  # folder order, as a single run finishes them
+                atomic_write(target / name, (where[name] / name).read_bytes())
+                _record_done(target, name, digests[name][0])
+                done += stop - start
+                report(done, total_rows)
+            write_finished(target, specs, run["specs"], run, feats, run["shard_size"], first["command"], digests)
+            if target != out:
+                _swap_in(target, out)
+    except BaseException as e:
+        if "target" in locals() and not (out / MANIFEST).exists():  # take back a merge that did not finish
+            if target == out:
+                _remove_owned(out)
+            else:
+                shutil.rmtree(target, ignore_errors=True)
+        _remove_created(out, created)
+        if isinstance(e, OSError):
+            raise UsageError(f"{why(e)} while merging into {out}; nothing was kept") from None
+        raise
+    return GenerateResult(out, sum(s.n for s in specs), len(layout_), len(layout_), time.perf_counter() - t0, sum(s.n for s in specs))
 
 
 def task_of(manifest: dict[str, Any]) -> Task:
