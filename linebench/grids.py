@@ -14,6 +14,8 @@ profile names; in a profile string they follow the name: `qwen2.5-vl:max_pixels=
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -235,6 +237,27 @@ MAX_TOKENS = 1 << 20  # image tokens per layout (a uniform grid1024 has this man
 
 
 def layout(profile: str, canvas: tuple[int, int], **params: int) -> Layout:
+    """The token layout of `profile` for an image of `canvas` (see `_layout`); cached, since a run
+    asks for the same few layouts once per row and profile (the layouts are frozen dataclasses)."""
+    try:
+        key = (profile, (int(canvas[0]), int(canvas[1])), tuple(sorted(params.items())))
+        hash(key)
+    except (TypeError, ValueError, IndexError):
+        return _layout(profile, canvas, **params)
+    return _cached_layout(*key)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_layout(profile: str, canvas: tuple[int, int], params: tuple) -> Layout:
+    lay = _layout(profile, canvas, **dict(params))
+    for g in lay.grids:  # shared by every caller: read-only
+        for arr in (g.x_edges, g.y_edges):
+            if isinstance(arr, np.ndarray):
+                arr.flags.writeable = False
+    return lay
+
+
+def _layout(profile: str, canvas: tuple[int, int], **params: int) -> Layout:
     """The token layout of `profile` for an image of `canvas` = (width, height) px.
 
     `gridN` is N x N tokens over the whole canvas, `gridRxC` is R rows by C columns; every other name is
