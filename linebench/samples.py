@@ -98,10 +98,18 @@ def sample_params(spec: RunSpec, task: Task, level: str) -> dict[str, Any]:
 def scene_maps(scene_geometry: Mapping[str, Any], profiles: tuple[str, ...], map_params: MapParams) -> dict[str, np.ndarray]:
     """`attn_<profile>` arrays (float32, each summing to 1) from a scene's stored geometry: [rows, cols]
     for a one-grid layout, [1, tokens] (token order) for several grids."""
+    from .grids import layout as make_layout
+
     out = {}
+    done: dict[tuple, np.ndarray] = {}  # profiles with the same token cells share one map (on a 448 px
+    canvas = tuple(int(v) for v in scene_geometry["canvas"])  # square, grid24 = llava-1.5, qwen2.5-vl = internvl)
     for name in profiles:
-        m = attention_map(scene_geometry, name, **map_params.to_dict())
-        out[f"attn_{name}"] = m.values.reshape(m.shapes[0] if len(m.shapes) == 1 else (1, -1))
+        lay = make_layout(name, canvas)
+        key = tuple((g.x_edges.tobytes(), g.y_edges.tobytes()) for g in lay.grids)
+        if key not in done:
+            done[key] = attention_map(scene_geometry, lay, **map_params.to_dict()).values
+        values = done[key]
+        out[f"attn_{name}"] = values.reshape(lay.grids[0].shape if len(lay.grids) == 1 else (1, -1))
     return out
 
 
