@@ -376,8 +376,8 @@ def _gaps(a: np.ndarray, ua: np.ndarray, b: np.ndarray, ub: np.ndarray, reach: f
     can only come within `reach` of a vertex if its u-interval does (rotation keeps distances)."""
     r = reach + 0.1  # the snap to the 1/16 px lattice moves u by less than 0.05 px
     last = len(ub) - 2  # index of b's last segment
-    lo = np.clip(np.searchsorted(ub, ua - r, side="left") - 1, 0, last)
-    hi = np.clip(np.searchsorted(ub, ua + r, side="right"), 0, last + 1)  # exclusive
+    lo = geo.clip(np.searchsorted(ub, ua - r, side="left") - 1, 0, last)
+    hi = geo.clip(np.searchsorted(ub, ua + r, side="right"), 0, last + 1)  # exclusive
     width = int((hi - lo).max(initial=0))
     if width <= 0:
         return np.full(len(a), np.inf)

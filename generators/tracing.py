@@ -223,7 +223,7 @@ class TracingTask:
         wiggle = float(rng.uniform(*bounds_of(k["wiggle"])))
         frac = (x_ctrl[1:-1] - f["x_start"]) / (f["x_end"] - f["x_start"])  # [bends] position along the curve
         straight = y_ctrl[:, :1] + frac[None, :] * (y_ctrl[:, -1:] - y_ctrl[:, :1])  # [n, bends]
-        y_ctrl[:, 1:-1] = np.clip(straight + rng.uniform(-wiggle, wiggle, (n, bends)) * h, f["y_lo"], f["y_hi"])
+        y_ctrl[:, 1:-1] = geo.clip(straight + rng.uniform(-wiggle, wiggle, (n, bends)) * h, f["y_lo"], f["y_hi"])
 
         per_span = max(2, int(math.ceil((x_ctrl[1] - x_ctrl[0]) / VERTEX_SPACING_PX)))
         xs = geo.snap(np.linspace(f["x_start"], f["x_end"], (bends + 1) * per_span + 1))
@@ -349,8 +349,8 @@ class TracingTask:
                     return "labels overlap"
         if len(cross):
             for box in label_boxes:
-                bx = np.clip(cross.points[:, 0], box[0], box[2]) - cross.points[:, 0]
-                by = np.clip(cross.points[:, 1], box[1], box[3]) - cross.points[:, 1]
+                bx = geo.clip(cross.points[:, 0], box[0], box[2]) - cross.points[:, 0]
+                by = geo.clip(cross.points[:, 1], box[1], box[3]) - cross.points[:, 1]
                 if np.hypot(bx, by).min() < k["crossing_clearance_px"]:
                     return "crossing near label"
 

@@ -12,6 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
+def clip(a, lo, hi):
+    """`np.clip` without its per-call overhead (a few microseconds, paid thousands of times per
+    scene by the audits): the same values, minimum(maximum(a, lo), hi)."""
+    out = np.maximum(a, lo)
+    return out if hi is None else np.minimum(out, hi)
+
 # OpenCV draws with `shift=4` fractional bits: coordinates are multiples of 1/16 px. Geometry is
 # snapped to the same lattice so that what we measure is exactly what gets drawn.
 SUBPIXEL = 16
@@ -155,8 +162,8 @@ def monotone_crossings(a: np.ndarray, ua: np.ndarray, b: np.ndarray, ub: np.ndar
     that axis can cross, so only those pairs are tested; the result is the same, in the same order."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    lo = np.clip(np.searchsorted(ub, ua[:-1], side="right") - 1, 0, len(ub) - 2)  # first b segment reaching a's start
-    hi = np.clip(np.searchsorted(ub, ua[1:], side="left"), 1, len(ub) - 1)  # one past the last b segment starting before a's end
+    lo = clip(np.searchsorted(ub, ua[:-1], side="right") - 1, 0, len(ub) - 2)  # first b segment reaching a's start
+    hi = clip(np.searchsorted(ub, ua[1:], side="left"), 1, len(ub) - 1)  # one past the last b segment starting before a's end
     width = int((hi - lo).max(initial=0))
     if width <= 0:
         empty = np.zeros(0, dtype=np.int64)
@@ -259,7 +266,7 @@ def point_segment_distance(p: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.
     dd = (d * d).sum(-1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         t = np.where(dd > 0, ((p - s0) * d).sum(-1) / dd, 0.0)
-    t = np.clip(t, 0.0, 1.0)
+    t = clip(t, 0.0, 1.0)
     proj = s0 + t[..., None] * d
     diff = p - proj
     return np.sqrt((diff * diff).sum(-1))
@@ -284,7 +291,7 @@ def closest_points(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
         s0, d = q[None, :-1], (q[1:] - q[:-1])[None]  # [1, S, 2]
         dd = (d * d).sum(-1)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            t = np.clip(np.where(dd > 0, ((p[:, None] - s0) * d).sum(-1) / dd, 0.0), 0.0, 1.0)  # [V, S]
+            t = clip(np.where(dd > 0, ((p[:, None] - s0) * d).sum(-1) / dd, 0.0), 0.0, 1.0)  # [V, S]
         proj = s0 + t[..., None] * d  # [V, S, 2]
         dist = np.hypot(*(p[:, None] - proj).transpose(2, 0, 1))
         v, s = np.unravel_index(np.argmin(dist), dist.shape)
@@ -315,7 +322,7 @@ def graph_vertex_gaps(xs: np.ndarray, ys: np.ndarray, reach: float) -> np.ndarra
     ys = np.asarray(ys, dtype=np.float64)
     c, m = ys.shape
     w = int(np.ceil(reach / float(np.min(np.diff(xs))))) + 1
-    seg = np.clip(np.arange(m)[:, None] + np.arange(-w, w)[None, :], 0, m - 2)  # [M, W] segment ids
+    seg = clip(np.arange(m)[:, None] + np.arange(-w, w)[None, :], 0, m - 2)  # [M, W] segment ids
     ends = np.concatenate([seg, seg[:, -1:] + 1], axis=1)  # [M, W+1] vertices spanned
     lo = ys[:, ends].min(axis=-1)  # [C, M] y-extent of curve j's segments near vertex k
     hi = ys[:, ends].max(axis=-1)
@@ -330,7 +337,7 @@ def graph_vertex_gaps(xs: np.ndarray, ys: np.ndarray, reach: float) -> np.ndarra
         x0, x1 = xs[s], xs[s + 1]
         y0, y1 = ys[j[:, None], s], ys[j[:, None], s + 1]
         dx, dy = x1 - x0, y1 - y0
-        t = np.clip(((px - x0) * dx + (py - y0) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
+        t = clip(((px - x0) * dx + (py - y0) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
         out[i, j, k] = np.hypot(px - x0 - t * dx, py - y0 - t * dy).min(axis=1)
     return out
 
@@ -384,8 +391,8 @@ def boxes_overlap(a: np.ndarray, b: np.ndarray, margin: float = 0.0) -> bool:
 def rect_cell_areas(box: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray) -> np.ndarray:
     """Area of the box (x0, y0, x1, y1) inside each cell of the grid -> [rows, cols]."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    ox = np.clip(np.minimum(x_edges[1:], x1) - np.maximum(x_edges[:-1], x0), 0.0, None)
-    oy = np.clip(np.minimum(y_edges[1:], y1) - np.maximum(y_edges[:-1], y0), 0.0, None)
+    ox = clip(np.minimum(x_edges[1:], x1) - np.maximum(x_edges[:-1], x0), 0.0, None)
+    oy = clip(np.minimum(y_edges[1:], y1) - np.maximum(y_edges[:-1], y0), 0.0, None)
     return oy[:, None] * ox[None, :]
 
 
@@ -397,7 +404,7 @@ def _quarter_disc_area(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
     lo = np.minimum(x, xc)
 
     def prim(t: np.ndarray) -> np.ndarray:  # antiderivative of sqrt(r^2 - t^2)
-        return 0.5 * (t * np.sqrt(np.maximum(r * r - t * t, 0.0)) + r * r * np.arcsin(np.clip(t / r, -1.0, 1.0)))
+        return 0.5 * (t * np.sqrt(np.maximum(r * r - t * t, 0.0)) + r * r * np.arcsin(clip(t / r, -1.0, 1.0)))
 
     return y * lo + prim(x) - prim(lo)
 
@@ -420,8 +427,8 @@ def disc_cell_areas(center: np.ndarray, radius: float, x_edges: np.ndarray, y_ed
     # The corner differences leave ~1e-15 in cells the disc does not reach; such a cell must be
     # exactly 0, or it would count as a target token. A cell is reached iff its nearest point to
     # the centre is inside the disc.
-    near_x = np.clip(0.0, gx[:-1], gx[1:])  # [cols] offset of the cell's nearest x from the centre
-    near_y = np.clip(0.0, gy[:-1], gy[1:])
+    near_x = clip(0.0, gx[:-1], gx[1:])  # [cols] offset of the cell's nearest x from the centre
+    near_y = clip(0.0, gy[:-1], gy[1:])
     area[np.hypot(near_y[:, None], near_x[None, :]) >= radius] = 0.0
     return area
 
@@ -470,7 +477,7 @@ def _below_left_areas(p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarr
     lo, hi = np.where(down, a, b), np.where(down, b, a)  # lower / upper end in y
     direction = np.where(down[:, 0], 1.0, -1.0)
     slope = (hi[:, 0] - lo[:, 0]) / (hi[:, 1] - lo[:, 1])  # dx / dy
-    span = (np.clip(ys[None, :], lo[:, 1:2], hi[:, 1:2]) - lo[:, 1:2])[:, :, None]  # [E, NY, 1]
+    span = (clip(ys[None, :], lo[:, 1:2], hi[:, 1:2]) - lo[:, 1:2])[:, :, None]  # [E, NY, 1]
     fu = lo[:, 0][:, None, None]  # x at the lower end
     fv = fu + slope[:, None, None] * span  # x where the edge leaves y <= Y
     gu, gv = fu - xs[None, None, :], fv - xs[None, None, :]  # [E, NY, NX]: x - X at both ends
@@ -514,7 +521,7 @@ def polygon_cell_areas(points: np.ndarray, x_edges: np.ndarray, y_edges: np.ndar
     c0, c1, r0, r1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
     q = p - (x_lo, y_lo)  # small coordinates: less cancellation
     w, h = x_hi - x_lo, y_hi - y_lo
-    g = _below_left_areas(q, np.clip(xe[c0 : c1 + 1] - x_lo, 0.0, w), np.clip(ye[r0 : r1 + 1] - y_lo, 0.0, h))
+    g = _below_left_areas(q, clip(xe[c0 : c1 + 1] - x_lo, 0.0, w), clip(ye[r0 : r1 + 1] - y_lo, 0.0, h))
     signed = float(np.dot(q[:, 0], np.roll(q[:, 1], -1)) - np.dot(q[:, 1], np.roll(q[:, 0], -1)))
     g = g if signed > 0 else -g
     block = (g[1:, 1:] - g[:-1, 1:]) - (g[1:, :-1] - g[:-1, :-1])

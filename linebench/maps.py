@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import MapError, UsageError
-from .geometry import disc_cell_areas, polygon_cell_areas, rect_cell_areas
+from .geometry import clip, disc_cell_areas, polygon_cell_areas, rect_cell_areas
 from .grids import Layout, TokenGrid, layout as make_layout
 
 
@@ -58,7 +58,7 @@ def _clipped_edges(grid: TokenGrid, canvas: tuple[int, int] | None) -> tuple[np.
     the picture (a padding token's cell is empty)."""
     if canvas is None:
         return grid.x_edges, grid.y_edges
-    return np.clip(grid.x_edges, 0.0, float(canvas[0])), np.clip(grid.y_edges, 0.0, float(canvas[1]))
+    return clip(grid.x_edges, 0.0, float(canvas[0])), clip(grid.y_edges, 0.0, float(canvas[1]))
 
 
 def target_areas(targets: Sequence[Mapping[str, Any]], grid: TokenGrid, canvas: tuple[int, int] | None = None) -> np.ndarray:
