@@ -3,9 +3,14 @@
 
     python benchmarks/openai_client_floor.py
 """
-import sys, time, json, multiprocessing as mp
-sys.path.insert(0, "tests")
-from fake_openai import FakeServer, Behaviour
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fake_openai import Behaviour, FakeServer  # noqa: E402
 def serve(conn):
     s = FakeServer({}, Behaviour()).start(); conn.send(s.url); s.thread.join()
 if __name__ == "__main__":
