@@ -41,7 +41,8 @@ _MOLMO_ATTR = re.compile(r"\b(?P<axis>[xy])(?P<i>\d+)\s*=\s*\"(?P<v>" + _NUM + r
 _QWEN2_BOX = re.compile(r"<\|box_start\|>\s*\(\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\)\s*,\s*\(\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\)")
 _LIST4 = re.compile(r"[\[(]\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*[\])]")
 _PAIR = re.compile(r"[\[(]\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*[\])]")
-_JSON_START = re.compile(r"[\[{]")
+_JSON_START = re.compile(r"\{")  # objects only: boxes and points in lists of numbers are the regexes' job
+MAX_JSON_TRIES = 64  # decoding attempts per answer (a run of "{" must not make parsing quadratic)
 
 
 def _cap(text: str) -> str:
@@ -53,9 +54,10 @@ def _finite(vals: Sequence[float]) -> bool:
 
 
 def _json_values(text: str) -> list[Any]:
-    """Every JSON value that starts at a '[' or '{' and parses (markdown fences are fine)."""
+    """Every JSON object in the text that parses (markdown fences and surrounding lists are fine:
+    `[{"bbox_2d": ...}, {...}]` gives each object), at most MAX_JSON_TRIES attempts."""
     out, dec, i = [], json.JSONDecoder(), 0
-    while True:
+    for _ in range(MAX_JSON_TRIES):
         m = _JSON_START.search(text, i)
         if not m:
             return out
@@ -66,6 +68,7 @@ def _json_values(text: str) -> list[Any]:
             continue
         out.append(value)
         i = end
+    return out
 
 
 def _walk(value: Any):

@@ -308,7 +308,12 @@ def test_the_answer_formats_models_emit():
     assert parse_points('<points x1="10" y1="20" x2="30" y2="40" alt="d">d</points>', size) == _near([[64, 85.4], [192, 170.8]])
     assert parse_points('[{"point_2d": [120, 88], "label": "cup"}]', size) == [[120, 88]]  # Qwen2.5-VL
     assert parse_points("(0.5, 0.5)", size) == [[320, 213.5]] and parse_points("(12, 40), (30, 50)", size) == [[12, 40], [30, 50]]
-    assert parse_boxes("[" * 50_000, size) == [] and parse_boxes("[1, 2, 3, 4]" * 10_000, size)  # capped, no recursion error
+    import time
+
+    t0 = time.perf_counter()
+    for junk in ("[" * 50_000, "{" * 50_000, '{"a": ' * 10_000, "[1, 2, 3, 4]" * 10_000):  # capped, linear, no recursion error
+        parse_boxes(junk, size), parse_points(junk, size)
+    assert time.perf_counter() - t0 < 2.0  # generous: ~0.05 s
 
 
 def test_judging_boxes_by_iou_and_points_by_matching():

@@ -523,7 +523,7 @@ def test_show_reports_a_damaged_png_in_one_line(small_dataset, tmp_path):
 
 def test_sigterm_stops_with_one_line_and_143_then_resume_finishes(tmp_path):
     out = tmp_path / "term"
-    args = [CLI, "generate", "--n", "400", "--shard-size", "25", "--workers", "2", "--out", str(out)]
+    args = [CLI, "generate", "--n", "200", "--shard-size", "20", "--workers", "2", "--out", str(out)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "data").glob("*.parquet"))) < 2:
