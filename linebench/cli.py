@@ -325,8 +325,8 @@ def verify(
         False, "--write-checksums", help="With --spec: after the checks pass, write this folder's content checksums into the spec file."
     ),
 ) -> None:
-    """Check shards against manifest.json and re-render rows from their stored seed and params;
-    with --spec, certify the folder against an official release's checksums."""
+    """Check every published file against manifest.json and every row's identity, and rebuild rows
+    from the run's specs; with --spec, certify the folder against an official release's checksums."""
     from .dataset import read_manifest
     from .verify import verify as run
 
