@@ -101,8 +101,9 @@ def scene_maps(scene_geometry: Mapping[str, Any], profiles: tuple[str, ...], map
     from .grids import layout as make_layout
 
     out = {}
-    done: dict[tuple, np.ndarray] = {}  # profiles with the same token cells share one map (on a 448 px
-    canvas = tuple(int(v) for v in scene_geometry["canvas"])  # square, grid24 = llava-1.5, qwen2.5-vl = internvl)
+    # profiles with the same token cells share one map (on a 448 px square: grid24 = llava-1.5, qwen2.5-vl = internvl)
+    done: dict[tuple, np.ndarray] = {}
+    canvas = tuple(int(v) for v in scene_geometry["canvas"])
     for name in profiles:
         lay = make_layout(name, canvas)
         key = tuple((g.x_edges.tobytes(), g.y_edges.tobytes()) for g in lay.grids)
