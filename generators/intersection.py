@@ -308,11 +308,16 @@ class IntersectionTask:
                 near = np.hypot(*(lines[i][close][:, None, :] - cp[None]).transpose(2, 0, 1)) < reach[None, :]
                 if not near.any(axis=1).all():
                     return "lines too close"
-        ends = np.array([[ln[0], ln[-1]] for ln in lines])  # [n, 2, 2]
-        for i in range(n):
-            for j in range(n):
-                if i != j and geo.points_to_polyline(ends[i], lines[j]).min() < k["endpoint_clearance_px"] + half:
-                    return "end near a line"
+        # No line's end near another line: every end against every other line's segments at once
+        # (the same distances, element by element, as one line pair at a time).
+        ends = np.array([ln[[0, -1]] for ln in lines]).reshape(-1, 2)  # [2n, 2], line i's ends at 2i, 2i + 1
+        seg0 = np.concatenate([ln[:-1] for ln in lines])
+        seg1 = np.concatenate([ln[1:] for ln in lines])
+        owner = np.repeat(np.arange(n), [len(ln) - 1 for ln in lines])
+        d = geo.point_segment_distance(ends[:, None, :], seg0[None], seg1[None])  # [2n, S]
+        d[np.repeat(np.arange(n), 2)[:, None] == owner[None, :]] = np.inf
+        if d.min() < k["endpoint_clearance_px"] + half:
+            return "end near a line"
 
         # Accepted: colours, question, targets.
         if k["same_colour"]:
