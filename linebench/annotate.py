@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing as mp
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,10 +34,10 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .annotations import BOX_FORMATS, BOX_MODES, COORDS, annotation_geometry
-from .dataset import DONE_LOG, STAGING, FolderLock, _anchor_writable, _record_done, _remove_created, _swap_in, read_done
+from .dataset import DONE_LOG, _disk_error, _gave_up, _interrupted, _prepare_out, _record_done, _swap_in, locked_output, read_done
 from .errors import UsageError
 from .folder import RUN_FILE, expected_shards, sha256_bytes, sha256_file, write_manifest
-from .fsio import atomic_write, check_path_text, why
+from .fsio import atomic_write, check_path_text
 from .grids import canonical_maps, layout
 from .maps import MapParams, attention_map
 
@@ -380,83 +379,28 @@ def add_maps(
     schema = feats.arrow_schema
     run = {"kind": KIND, "source": str(source), "options": opts.to_dict(), "maps": list(profiles), "map_params": map_params.to_dict(),
            "splits": {k: len(v) for k, v in splits.items()}, "shard_size": shard_size}
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output {out} exists and is not a folder")
-    _anchor_writable(out)
-    created = [p for p in (out, *out.parents) if not p.exists()]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create {out}: {why(e)}") from None
-    try:
-        with FolderLock(out):
-            target = _prepare(out, run, overwrite, resume)
-            fresh = not (target / RUN_FILE).exists()
-            try:
-                result = _write(target, splits, run, schema, opts, profiles, map_params, base, workers, shard_size, progress, command or "", source, t0)
-            except UsageError as e:  # a row the options cannot read: take back what this run wrote
-                if fresh:
-                    _take_back(out, target)
-                raise UsageError(f"{e}; {'nothing was written' if fresh else 'the folder is as it was'}") from None
-            except KeyboardInterrupt as e:
-                from .errors import Interrupted
-
-                kept = len(read_done(target))
-                if kept == 0 and fresh:
-                    _take_back(out, target)
-                    raise Interrupted(f"interrupted before any shard was finished; nothing was kept in {out}", getattr(e, "exit_code", 130)) from None
-                raise Interrupted(f"interrupted; {kept} finished shard(s) are kept. Run the same command with --resume to finish {out}",
-                                  getattr(e, "exit_code", 130)) from None
-            except OSError as e:
-                raise UsageError(f"{why(e)} while writing {getattr(e, 'filename', None) or target}; "
-                                 f"{len(read_done(target))} finished shard(s) are kept: make room and run the same command with --resume") from None
-            if target != out:
-                _swap_in(target, out)
-            result = replace(result, out=out)
-    except BaseException:
-        _remove_created(out, created)
-        raise
+    with locked_output(out):  # the folder discipline of `generate` (linebench/dataset.py)
+        target = _prepare_out(out, run, overwrite, resume, same=_same_maps_run)
+        fresh = not (target / RUN_FILE).exists()
+        try:
+            result = _write(target, splits, run, schema, opts, profiles, map_params, base, workers, shard_size, progress, command or "", source, t0)
+        except UsageError as e:  # a row the options cannot read: take back what this run wrote
+            raise UsageError(f"{e}; {_gave_up(out, target, fresh)}") from None
+        except KeyboardInterrupt as e:
+            raise _interrupted(e, out, target, fresh) from None
+        except OSError as e:
+            raise _disk_error(e, target) from None
+        if target != out:
+            _swap_in(target, out)
+        result = replace(result, out=out)
     return result
 
 
-def _take_back(out: Path, target: Path) -> None:
-    from .dataset import _remove_owned
-
-    if target == out:
-        _remove_owned(out)
-    else:
-        shutil.rmtree(target, ignore_errors=True)
-
-
-def _prepare(out: Path, run: dict[str, Any], overwrite: bool, resume: bool) -> Path:
-    staging = out / STAGING
-    contents = [p for p in out.iterdir() if p.name not in (".linebench-lock", STAGING)]
-    ours = (out / RUN_FILE).is_file()
-
-    def same(folder: Path) -> bool:
-        try:
-            return json.loads((folder / RUN_FILE).read_text()) == run
-        except (OSError, ValueError):
-            return False
-
-    if resume:
-        if staging.is_dir() and same(staging):
-            return staging
-        if not ours or not same(out):
-            raise UsageError(f"cannot resume: {out} was not started by this `linebench maps` command (use the same arguments, or --overwrite)")
-        return out
-    if overwrite:
-        if contents and not ours:
-            raise UsageError(f"refusing to overwrite {out}: it has no {RUN_FILE}, so linebench did not write it")
-        if staging.exists():
-            shutil.rmtree(staging)
-        if not contents:
-            return out
-        staging.mkdir()
-        return staging
-    if contents:
-        raise UsageError(f"output folder {out} exists and is not empty; use --overwrite to replace it or --resume to finish it")
-    return out
+def _same_maps_run(folder: Path, run: dict[str, Any]) -> bool:
+    try:
+        return json.loads((folder / RUN_FILE).read_text()) == run
+    except (OSError, ValueError):
+        return False
 
 
 def _write(target, splits, run, schema, opts, profiles, map_params, base, workers, shard_size, progress, command, source, t0) -> MapsResult:

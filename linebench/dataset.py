@@ -20,6 +20,7 @@ bytes differ from the ones the run recorded.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import multiprocessing as mp
 import os
 import shutil
@@ -264,20 +265,23 @@ def _same_run(folder: Path, run: dict[str, Any]) -> bool:
     return have is not None and {k: have.get(k) for k in (*_RUN_KEYS, "part")} == {"part": None, **run}
 
 
-def _prepare_out(out: Path, run: dict[str, Any], overwrite: bool, resume: bool) -> Path:
+def _prepare_out(
+    out: Path, run: dict[str, Any], overwrite: bool, resume: bool, same: Callable[[Path, dict[str, Any]], bool] = _same_run
+) -> Path:
     """Check the output folder (under the lock) and choose where this run writes: `out` itself,
-    or OUT/.linebench-staging for --overwrite (and for resuming an interrupted --overwrite)."""
+    or OUT/.linebench-staging for --overwrite (and for resuming an interrupted --overwrite).
+    `same(folder, run)`: whether the run file there is this run's (`linebench maps` has its own)."""
     staging = out / STAGING
     contents = [p for p in out.iterdir() if p.name not in (LOCK, STAGING)]
     ours = (out / RUN_FILE).is_file()  # written first by every run: the folder is ours
     if resume:
-        if staging.is_dir() and _same_run(staging, run):
+        if staging.is_dir() and same(staging, run):
             return staging  # an --overwrite run that was interrupted: the old dataset is still in place
         if not contents:
             raise UsageError(f"cannot resume: {out} is empty (run without --resume)")
         if not ours:
-            raise UsageError(f"cannot resume: {out} has no {RUN_FILE} (it was not made by linebench generate)")
-        if not _same_run(out, run):
+            raise UsageError(f"cannot resume: {out} has no {RUN_FILE} (linebench did not start it)")
+        if not same(out, run):
             raise UsageError(f"cannot resume: {out} was started with other arguments; use the same ones, or --overwrite")
         return out
     if overwrite:
@@ -444,6 +448,27 @@ def generate(
         if n_parts > n_shards:
             raise UsageError(f"--part {k}/{n_parts}: the run has only {n_shards} shard(s), so at most {n_shards} parts")
         run["part"] = [k, n_parts]
+    with locked_output(out):
+        target = _prepare_out(out, run, overwrite, resume)
+        fresh = not (target / RUN_FILE).exists()
+        try:
+            result = _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, progress, command, t0, part)
+        except GenerationError as e:
+            raise UsageError(f"{e}; {_gave_up(out, target, fresh)} (or raise --knob max_attempts=N and run again)") from None
+        except KeyboardInterrupt as e:
+            raise _interrupted(e, out, target, fresh) from None
+        except OSError as e:
+            raise _disk_error(e, target) from None
+        if target != out:
+            _swap_in(target, out)
+            result.out = out
+    return result
+
+
+@contextmanager
+def locked_output(out: Path) -> Iterator[None]:
+    """The output folder of a run (generate, merge, maps), created if need be and locked for the
+    run; the folders the run created are removed again if it fails with nothing of it kept."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} exists and is not a folder")
     _anchor_writable(out)
@@ -454,45 +479,40 @@ def generate(
         raise UsageError(f"cannot create {out}: {why(e)}") from None
     try:
         with FolderLock(out):
-            target = _prepare_out(out, run, overwrite, resume)
-            fresh = not (target / RUN_FILE).exists()
-            try:
-                result = _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, progress, command, t0, part)
-            except GenerationError as e:
-                if fresh:  # this run can never finish: take back all it wrote
-                    if target == out:
-                        _remove_owned(out)
-                    else:
-                        shutil.rmtree(target, ignore_errors=True)
-                kept = "nothing was written" if fresh else "the folder is as it was"
-                if target != out:
-                    kept += f" and the dataset in {out} is untouched"
-                raise UsageError(f"{e}; {kept} (or raise --knob max_attempts=N and run again)") from None
-            except KeyboardInterrupt as e:
-                raise _interrupted(e, out, target, fresh) from None
-            except OSError as e:
-                finished = len(read_done(target))
-                raise UsageError(
-                    f"{why(e)} while writing {getattr(e, 'filename', None) or target}; "
-                    f"{finished} finished shard(s) are kept: make room and run the same command with --resume"
-                ) from None
-            if target != out:
-                _swap_in(target, out)
-                result.out = out
+            yield
     except BaseException:
         _remove_created(out, created)
         raise
-    return result
+
+
+def take_back(out: Path, target: Path) -> None:
+    """Remove what a run wrote: its files in `out`, or its whole staging folder."""
+    if target == out:
+        _remove_owned(out)
+    else:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _gave_up(out: Path, target: Path, fresh: bool) -> str:
+    """A run that can never finish: take back all it wrote (if it started the folder) and say so."""
+    if fresh:
+        take_back(out, target)
+    kept = "nothing was written" if fresh else "the folder is as it was"
+    return kept + (f" and the dataset in {out} is untouched" if target != out else "")
+
+
+def _disk_error(e: OSError, target: Path) -> UsageError:
+    return UsageError(
+        f"{why(e)} while writing {getattr(e, 'filename', None) or target}; "
+        f"{len(read_done(target))} finished shard(s) are kept: make room and run the same command with --resume"
+    )
 
 
 def _interrupted(e: KeyboardInterrupt, out: Path, target: Path, fresh: bool) -> Interrupted:
     code = getattr(e, "exit_code", 130)
     finished = len(read_done(target))
     if finished == 0 and fresh:
-        if target == out:
-            _remove_owned(out)
-        else:
-            shutil.rmtree(target, ignore_errors=True)
+        take_back(out, target)
         kept = f"the dataset in {out} is untouched" if target != out else f"nothing was kept in {out}"
         return Interrupted(f"interrupted before any shard was finished; {kept}", code)
     old = " (the dataset that was there is untouched until the new one is complete)" if target != out else ""
@@ -730,14 +750,9 @@ def merge(parts: Sequence[Path], out: Path, *, overwrite: bool = False, progress
     feats = features(specs[0])
     layout_ = _layout(run["specs"], run["shard_size"])
     where = {name: seen[rec["part"][0]] for path, rec in records for name in rec["shards"]}
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output {out} exists and is not a folder")
-    _anchor_writable(out)
-    created = [p for p in (out, *out.parents) if not p.exists()]
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with FolderLock(out):
-            target = _prepare_out(out, run, overwrite, False)
+    with locked_output(out):
+        target = _prepare_out(out, run, overwrite, False)
+        try:
             (target / "data").mkdir(parents=True, exist_ok=True)
             atomic_write(target / RUN_FILE, json.dumps(run, indent=1, sort_keys=True) + "\n")
             report = progress or (lambda done, total: None)
@@ -749,18 +764,13 @@ def merge(parts: Sequence[Path], out: Path, *, overwrite: bool = False, progress
                 done += stop - start
                 report(done, total_rows)
             write_finished(target, specs, run["specs"], run, feats, run["shard_size"], first["command"], digests)
-            if target != out:
-                _swap_in(target, out)
-    except BaseException as e:
-        if "target" in locals() and not (out / MANIFEST).exists():  # take back a merge that did not finish
-            if target == out:
-                _remove_owned(out)
-            else:
-                shutil.rmtree(target, ignore_errors=True)
-        _remove_created(out, created)
-        if isinstance(e, OSError):
-            raise UsageError(f"{why(e)} while merging into {out}; nothing was kept") from None
-        raise
+        except BaseException as e:  # a merge that did not finish keeps nothing (the parts are still there)
+            take_back(out, target)
+            if isinstance(e, OSError):
+                raise UsageError(f"{why(e)} while merging into {out}; nothing was kept") from None
+            raise
+        if target != out:
+            _swap_in(target, out)
     return GenerateResult(out, sum(s.n for s in specs), len(layout_), len(layout_), time.perf_counter() - t0, sum(s.n for s in specs))
 
 

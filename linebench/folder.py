@@ -124,15 +124,20 @@ def _check_specs(c: _Check, specs: Any) -> list[dict[str, Any]]:
     return specs
 
 
+def _load_manifest(folder: Path, hint: str, what: str = "linebench dataset") -> Any:
+    """The parsed manifest.json of `folder` (not yet validated), or a one-line UsageError."""
+    try:
+        return _read_json(Path(folder) / MANIFEST, "a JSON manifest", hint)
+    except FileNotFoundError:
+        raise UsageError(f"{folder} has no {MANIFEST}: not a finished {what} (an interrupted run? use --resume)") from None
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     """manifest.json of a finished folder, structurally validated (UsageError otherwise)."""
     folder = Path(folder)
     path = folder / MANIFEST
     hint = "; regenerate the folder, or download it again"
-    try:
-        d = _read_json(path, "a JSON manifest", hint)
-    except FileNotFoundError:
-        raise UsageError(f"{folder} has no {MANIFEST}: not a finished linebench dataset (an interrupted run? use --resume)") from None
+    d = _load_manifest(folder, hint)
     if isinstance(d, dict) and d.get("kind") == "annotations":
         raise UsageError(
             f"{folder} holds a dataset with maps added by `linebench maps`; this command reads folders made by "
@@ -176,11 +181,7 @@ def _check_shards(c: _Check, d: dict[str, Any]) -> None:
 
 def manifest_kind(folder: Path) -> str:
     """"generated" (linebench generate) or "annotations" (linebench maps); UsageError if unreadable."""
-    folder = Path(folder)
-    try:
-        d = _read_json(folder / MANIFEST, "a JSON manifest", "; regenerate the folder, or download it again")
-    except FileNotFoundError:
-        raise UsageError(f"{folder} has no {MANIFEST}: not a finished linebench dataset (an interrupted run? use --resume)") from None
+    d = _load_manifest(folder, "; regenerate the folder, or download it again")
     return "annotations" if isinstance(d, dict) and d.get("kind") == "annotations" else "generated"
 
 
@@ -189,10 +190,7 @@ def read_maps_manifest(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / MANIFEST
     hint = "; make the folder again with `linebench maps`"
-    try:
-        d = _read_json(path, "a JSON manifest", hint)
-    except FileNotFoundError:
-        raise UsageError(f"{folder} has no {MANIFEST}: not a finished `linebench maps` folder (an interrupted run? use --resume)") from None
+    d = _load_manifest(folder, hint, "`linebench maps` folder")
     c = _Check(path, hint)
     c.obj(d, "the manifest", ("kind", "source", "command", "options", "maps", "map_params", "shard_size", "num_rows", "splits", "shards"))
     if d["kind"] != "annotations":
