@@ -260,9 +260,10 @@ class IntersectionTask:
 
         # Every crossing, exactly, on the drawn polylines.
         found = []  # (i, j, point, angle)
+        pair_cross = {}  # (i, j) -> Crossings, for the lens audit
         for i in range(n):
             for j in range(i + 1, n):
-                cr = geo.monotone_crossings(lines[i], us[i], lines[j], us[j])  # lines are monotone in u
+                cr = pair_cross[i, j] = geo.monotone_crossings(lines[i], us[i], lines[j], us[j])  # lines are monotone in u
                 found += [(i, j, cr.points[x], float(cr.angle_deg[x])) for x in range(len(cr))]
         counted = [f for f in found if pair is None or {f[0], f[1]} == set(pair)]
         if len(counted) != t:
@@ -284,20 +285,21 @@ class IntersectionTask:
             per_pair = np.bincount([f[0] * n + f[1] for f in found], minlength=n * n)
             for pp in np.nonzero(per_pair > 1)[0]:
                 i, j = divmod(int(pp), n)
-                both = (geo.monotone_crossings(lines[i], us[i], lines[j], us[j]), geo.monotone_crossings(lines[j], us[j], lines[i], us[i]))
-                if geo.lens_widths(lines[i], lines[j], crossings=both).min() < min_lens:
+                both = (pair_cross[i, j], geo.monotone_crossings(lines[j], us[j], lines[i], us[i]))
+                if geo.lens_narrower_than(lines[i], lines[j], min_lens, crossings=both):
                     return "crossings too close (lens)"
 
         # Away from their crossings, no two lines come closer than min_gap_lw line widths (this
         # also rejects touching and overlapping lines: they have no crossing point to excuse them).
         # Between polylines that do not cross, the closest approach is at a vertex of one of them.
         min_gap = k["min_gap_lw"] * thickness
+        gaps = _gaps(lines, us, min_gap)  # [n, all vertices]
+        first = np.concatenate([[0], np.cumsum([len(ln) for ln in lines])])
         for i in range(n):
             for j in range(n):
                 if i == j:
                     continue
-                dist = _gaps(lines[i], us[i], lines[j], us[j], min_gap)
-                close = dist < min_gap
+                close = gaps[j, first[i]:first[i + 1]] < min_gap
                 if not close.any():
                     continue
                 here = [(f[2], f[3]) for f in found if {f[0], f[1]} == {i, j}]
@@ -375,20 +377,30 @@ class IntersectionTask:
 
 
 
-def _gaps(a: np.ndarray, ua: np.ndarray, b: np.ndarray, ub: np.ndarray, reach: float) -> np.ndarray:
-    """Distance from each vertex of polyline `a` to polyline `b` where it is below `reach` (else
-    some value >= reach). `ua`, `ub`: the vertices' increasing frame abscissae; a segment of `b`
-    can only come within `reach` of a vertex if its u-interval does (rotation keeps distances)."""
+def _gaps(lines: list[np.ndarray], us: list[np.ndarray], reach: float) -> np.ndarray:
+    """[n, V]: the distance from every vertex v of every line (all lines' vertices in order) to each
+    line j, where below `reach` (else some value >= reach; inf from a line to itself). `us`: the
+    vertices' increasing frame abscissae; a segment of line j can only come within `reach` of a
+    vertex if its u-interval does (rotation keeps distances), so only those are measured."""
     r = reach + 0.1  # the snap to the 1/16 px lattice moves u by less than 0.05 px
-    last = len(ub) - 2  # index of b's last segment
-    lo = geo.clip(np.searchsorted(ub, ua - r, side="left") - 1, 0, last)
-    hi = geo.clip(np.searchsorted(ub, ua + r, side="right"), 0, last + 1)  # exclusive
+    n = len(lines)
+    pts, u_all = np.concatenate(lines), np.concatenate(us)
+    size = np.array([len(ln) for ln in lines])
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])  # line j's first vertex in pts
+    owner = np.repeat(np.arange(n), size)
+    lo = np.empty((n, len(pts)), dtype=np.int64)
+    hi = np.empty((n, len(pts)), dtype=np.int64)
+    for j in range(n):
+        last = size[j] - 2  # index of line j's last segment
+        lo[j] = geo.clip(np.searchsorted(us[j], u_all - r, side="left") - 1, 0, last)
+        hi[j] = geo.clip(np.searchsorted(us[j], u_all + r, side="right"), 0, last + 1)  # exclusive
+    hi[owner, np.arange(len(pts))] = lo[owner, np.arange(len(pts))]  # not to itself
     width = int((hi - lo).max(initial=0))
     if width <= 0:
-        return np.full(len(a), np.inf)
-    idx = lo[:, None] + np.arange(width)[None, :]  # [M, W] candidate segments
-    valid = idx < hi[:, None]
-    idx = np.minimum(idx, last)
-    d = geo.point_segment_distance(a[:, None, :], b[idx], b[idx + 1])
+        return np.full((n, len(pts)), np.inf)
+    idx = lo[:, :, None] + np.arange(width)  # [n, V, W] candidate segments of line j
+    valid = idx < hi[:, :, None]
+    idx = np.minimum(idx, (size - 2)[:, None, None]) + start[:, None, None]
+    d = geo.point_segment_distance(pts[None, :, None, :], pts[idx], pts[idx + 1])
     d[~valid] = np.inf
-    return d.min(axis=1)
+    return d.min(axis=2)

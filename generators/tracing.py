@@ -37,7 +37,7 @@ def _label_metrics() -> tuple[int, int, int]:
     return tuple(max(v) for v in zip(*(text_size(g, FONT_SCALE, FONT_THICKNESS) for g in LABEL_GLYPHS)))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)  # the official levels use fewer than 2,000 keys: each computed once per process
 def _orders(n: int, q: int, dest: int, total: int) -> tuple[tuple[int, ...], ...]:
     """The end assignments (curve i -> end slot perm[i]) with perm[q] = dest that `total` crossings
     can realise with the fewest extra crossings: a pair of curves whose ends are out of order (an
@@ -266,7 +266,7 @@ class TracingTask:
                 i, j = divmod(int(pid), n)
                 a_ = np.stack([xs, ys[i]], axis=1)
                 b_ = np.stack([xs, ys[j]], axis=1)
-                if geo.lens_widths(a_, b_).min() < (k["min_lens_gap_lw"] + 1.0) * thickness:
+                if geo.lens_narrower_than(a_, b_, (k["min_lens_gap_lw"] + 1.0) * thickness):
                     return "crossings too close (lens)"
 
         # Markers and labels.
@@ -284,16 +284,17 @@ class TracingTask:
         gaps = geo.graph_vertex_gaps(xs, ys, reach=min_gap)  # [n, n, M]
         close = gaps < min_gap
         if close.any():
+            # A close vertex of curve i to curve j is excused only near a crossing of i and j (all
+            # pairs at once: which crossings belong to which pair, and which are near which vertex).
             vert = np.stack(np.broadcast_arrays(xs[None, :], ys), axis=-1)  # [n, M, 2]
-            for i, j in zip(*np.nonzero(close.any(axis=-1))):
-                sel = ((cross.first == i) & (cross.second == j)) | ((cross.first == j) & (cross.second == i))
-                if not sel.any():
-                    return "curves too close"
-                pts, ang = cross.points[sel], cross.angle_deg[sel]
-                reach = 1.25 * min_gap / np.sin(np.radians(ang)) + VERTEX_SPACING_PX  # [X]
-                dist = np.hypot(*(vert[i][:, None, :] - pts[None, :, :]).transpose(2, 0, 1))  # [M, X]
-                if (close[i, j] & ~(dist < reach[None, :]).any(axis=1)).any():
-                    return "curves too close"
+            x = np.arange(len(cross))
+            of_pair = np.zeros((n, n, len(cross)), dtype=bool)  # [i, j, X]
+            of_pair[cross.first, cross.second, x] = of_pair[cross.second, cross.first, x] = True
+            reach = 1.25 * min_gap / np.sin(np.radians(cross.angle_deg)) + VERTEX_SPACING_PX  # [X]
+            dist = np.hypot(*(vert[:, :, None, :] - cross.points[None, None, :, :]).transpose(3, 0, 1, 2))  # [n, M, X]
+            excused = (of_pair[:, :, None, :] & (dist < reach)[:, None, :, :]).any(axis=-1)  # [i, j, M]
+            if (close & ~excused).any():
+                return "curves too close"
 
         # Curves keep clear of other curves' markers (markers sit at the first/last vertex).
         clear = r + half + k["marker_clearance_px"]

@@ -231,30 +231,67 @@ def graph_crossings(xs: np.ndarray, ys: np.ndarray) -> Crossings:
     return Crossings(fi, se, k, pts, ang)
 
 
+def _lens_arcs(a: np.ndarray, b: np.ndarray, crossings: tuple[Crossings, Crossings] | None) -> list[tuple]:
+    """Per polyline (a, then b): its points as float64, the arc length at each vertex, and the sorted
+    arc lengths of its crossings with the other one (lens ends)."""
+    arcs = []
+    for side, (p, q) in enumerate(((a, b), (b, a))):
+        p = np.asarray(p, dtype=np.float64)
+        cr = crossings[side] if crossings is not None else segment_crossings(p, q)
+        cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(p, axis=0).T))])
+        s = np.sort(cum[cr.segment] + np.hypot(*(cr.points - p[cr.segment]).T))
+        arcs.append((p, cum, s))
+    if len(arcs[0][2]) != len(arcs[1][2]):  # pragma: no cover - both count the same crossings
+        raise ValueError("lens_widths: the two polylines disagree on their crossings")
+    return arcs
+
+
+def _at(p: np.ndarray, cum: np.ndarray, ss: np.ndarray) -> np.ndarray:
+    """Points at arc lengths `ss` along polyline `p` (vertex arc lengths `cum`)."""
+    return np.stack([np.interp(ss, cum, p[:, 0]), np.interp(ss, cum, p[:, 1])], axis=1)
+
+
+def _dense_at(s0: float, s1: float, step_px: float) -> np.ndarray:
+    """Arc lengths every step_px over the lens arc [s0, s1] (both ends included)."""
+    return np.linspace(s0, s1, max(2, int(np.ceil((s1 - s0) / step_px)) + 1))
+
+
+def _exact(p: np.ndarray, cum: np.ndarray, s0: float, s1: float) -> np.ndarray:
+    """The lens arc [s0, s1] of `p` as a polyline: its two ends and the vertices between."""
+    return _at(p, cum, np.concatenate([[s0], cum[(cum > s0) & (cum < s1)], [s1]]))
+
+
 def lens_widths(a: np.ndarray, b: np.ndarray, step_px: float = 1.0, crossings: tuple[Crossings, Crossings] | None = None) -> np.ndarray:
     """For polylines `a` and `b` that cross X times and are both monotone in one direction (their
     crossings come in the same order along each), the widest centre-line distance between them
     inside each of the X - 1 lenses between consecutive crossings: the largest distance from a point
     of either arc (points every `step_px`) to the other arc. A lens not much wider than a line reads
     as one blob, not as two crossings. `crossings`: `segment_crossings(a, b)` and `(b, a)`, if known."""
-    dense, exact = [], []  # per polyline: its lens arcs as points every step_px, and as polylines
-    for side, (p, q) in enumerate(((a, b), (b, a))):
-        p = np.asarray(p, dtype=np.float64)
-        cr = crossings[side] if crossings is not None else segment_crossings(p, q)
-        cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(p, axis=0).T))])
-        s = np.sort(cum[cr.segment] + np.hypot(*(cr.points - p[cr.segment]).T))
-        at = lambda ss: np.stack([np.interp(ss, cum, p[:, 0]), np.interp(ss, cum, p[:, 1])], axis=1)  # noqa: E731
-        dense.append([at(np.linspace(s0, s1, max(2, int(np.ceil((s1 - s0) / step_px)) + 1))) for s0, s1 in zip(s[:-1], s[1:])])
-        exact.append([at(np.concatenate([[s0], cum[(cum > s0) & (cum < s1)], [s1]])) for s0, s1 in zip(s[:-1], s[1:])])
-    if len(dense[0]) != len(dense[1]):  # pragma: no cover - both count the same crossings
-        raise ValueError("lens_widths: the two polylines disagree on their crossings")
-    return np.asarray(
-        [
-            max(points_to_polyline(da, eb).max(), points_to_polyline(db, ea).max())
-            for da, db, ea, eb in zip(dense[0], dense[1], exact[0], exact[1])
-        ],
-        dtype=np.float64,
-    )
+    (pa, ca, sa), (pb, cb, sb) = _lens_arcs(a, b, crossings)
+    widths = []
+    for a0, a1, b0, b1 in zip(sa[:-1], sa[1:], sb[:-1], sb[1:]):
+        ea, eb = _exact(pa, ca, a0, a1), _exact(pb, cb, b0, b1)
+        widths.append(max(points_to_polyline(_at(pa, ca, _dense_at(a0, a1, step_px)), eb).max(),
+                          points_to_polyline(_at(pb, cb, _dense_at(b0, b1, step_px)), ea).max()))
+    return np.asarray(widths, dtype=np.float64)
+
+
+def lens_narrower_than(a: np.ndarray, b: np.ndarray, limit: float, step_px: float = 1.0, crossings: tuple[Crossings, Crossings] | None = None) -> bool:
+    """`lens_widths(a, b, step_px, crossings).min() < limit` (False without a lens), measuring less:
+    a lens is at least `limit` wide as soon as one of its points is that far from the other arc, so
+    each lens first tries the middle point of each arc and is measured in full only when both are
+    nearer. The distances are the same numbers lens_widths computes, so the answer is the same."""
+    (pa, ca, sa), (pb, cb, sb) = _lens_arcs(a, b, crossings)
+    for a0, a1, b0, b1 in zip(sa[:-1], sa[1:], sb[:-1], sb[1:]):
+        ea, eb = _exact(pa, ca, a0, a1), _exact(pb, cb, b0, b1)
+        sa_, sb_ = _dense_at(a0, a1, step_px), _dense_at(b0, b1, step_px)
+        mid_a, mid_b = len(sa_) // 2, len(sb_) // 2
+        if (points_to_polyline(_at(pa, ca, sa_[mid_a:mid_a + 1]), eb)[0] >= limit
+                or points_to_polyline(_at(pb, cb, sb_[mid_b:mid_b + 1]), ea)[0] >= limit):
+            continue
+        if points_to_polyline(_at(pa, ca, sa_), eb).max() < limit and points_to_polyline(_at(pb, cb, sb_), ea).max() < limit:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- distances
@@ -418,18 +455,29 @@ def disc_cell_areas(center: np.ndarray, radius: float, x_edges: np.ndarray, y_ed
     """
     gx = np.asarray(x_edges, dtype=np.float64) - float(center[0])
     gy = np.asarray(y_edges, dtype=np.float64) - float(center[1])
+    area = np.zeros((gy.size - 1, gx.size - 1))
     if radius <= 0:
-        return np.zeros((gy.size - 1, gx.size - 1))
-    ax, ay = np.meshgrid(np.abs(gx), np.abs(gy))  # [rows+1, cols+1]
+        return area
+    # Only cells overlapping the disc's bounding box can hold any of it (the others stay exactly
+    # 0, as the nearest-point rule below would make them): the same numbers on a smaller window.
+    x0 = max(int(np.searchsorted(gx, -radius, side="right")) - 1, 0)
+    x1 = min(int(np.searchsorted(gx, radius, side="left")), gx.size - 1)
+    y0 = max(int(np.searchsorted(gy, -radius, side="right")) - 1, 0)
+    y1 = min(int(np.searchsorted(gy, radius, side="left")), gy.size - 1)
+    if x1 <= x0 or y1 <= y0:
+        return area
+    gx, gy = gx[x0:x1 + 1], gy[y0:y1 + 1]
+    ax, ay = np.meshgrid(np.abs(gx), np.abs(gy))  # [rows+1, cols+1] of the window
     sign = np.sign(gy)[:, None] * np.sign(gx)[None, :]
     g = sign * _quarter_disc_area(ax, ay, float(radius))
-    area = np.maximum((g[1:, 1:] - g[:-1, 1:]) - (g[1:, :-1] - g[:-1, :-1]), 0.0)
+    win = np.maximum((g[1:, 1:] - g[:-1, 1:]) - (g[1:, :-1] - g[:-1, :-1]), 0.0)
     # The corner differences leave ~1e-15 in cells the disc does not reach; such a cell must be
     # exactly 0, or it would count as a target token. A cell is reached iff its nearest point to
     # the centre is inside the disc.
     near_x = clip(0.0, gx[:-1], gx[1:])  # [cols] offset of the cell's nearest x from the centre
     near_y = clip(0.0, gy[:-1], gy[1:])
-    area[np.hypot(near_y[:, None], near_x[None, :]) >= radius] = 0.0
+    win[np.hypot(near_y[:, None], near_x[None, :]) >= radius] = 0.0
+    area[y0:y1, x0:x1] = win
     return area
 
 

@@ -83,7 +83,7 @@ def text_box(text: str, origin: tuple[int, int], scale: float, thickness_px: int
     OpenCV's metrics cover the glyphs' stroke centres; half the stroke (plus the anti-aliasing
     pixel) is added on every side so the box contains every inked pixel.
     """
-    (w, h), baseline = cv2.getTextSize(text, FONT, scale, thickness_px)
+    w, h, baseline = text_size(text, scale, thickness_px)
     pad = thickness_px / 2.0 + 1.0
     x, y = origin[0] + 0.5, origin[1] + 0.5  # OpenCV pixel centres are integers, ours half-integers
     return (x - pad, y - h - pad, x + w + pad, y + baseline + pad)

@@ -104,11 +104,12 @@ def scene_maps(scene_geometry: Mapping[str, Any], profiles: tuple[str, ...], map
     # profiles with the same token cells share one map (on a 448 px square: grid24 = llava-1.5, qwen2.5-vl = internvl)
     done: dict[tuple, np.ndarray] = {}
     canvas = tuple(int(v) for v in scene_geometry["canvas"])
+    kwargs = map_params.to_dict()
     for name in profiles:
         lay = make_layout(name, canvas)
         key = tuple((g.x_edges.tobytes(), g.y_edges.tobytes()) for g in lay.grids)
         if key not in done:
-            done[key] = attention_map(scene_geometry, lay, **map_params.to_dict()).values
+            done[key] = attention_map(scene_geometry, lay, **kwargs).values
         values = done[key]
         out[f"attn_{name}"] = values.reshape(lay.grids[0].shape if len(lay.grids) == 1 else (1, -1))
     return out
@@ -133,6 +134,7 @@ class RowMaker:
         self.task = get_task(spec.task)
         self.levels = levels_for(self.task, spec.params.difficulty)
         self.params = {lv: sample_params(spec, self.task, lv) for lv in self.levels}
+        self._params_json = {lv: dumps(p) for lv, p in self.params.items()}  # the same for every row of a level
         self.version = generator_version(self.task)
 
     def level(self, index: int) -> str:
@@ -166,7 +168,7 @@ class RowMaker:
         }
         row.update(scene.knobs)
         row["attempts"] = scene.attempts
-        row["params"] = dumps(params)
+        row["params"] = self._params_json[level]
         row["geometry"] = dumps(scene.geometry)
         try:
             row.update(scene_maps(scene.geometry, spec.maps, spec.map_params))

@@ -262,3 +262,44 @@ def test_monotone_cubic_passes_through_knots_without_overshoot(steps, step):
     lo = np.minimum(ys[span], ys[span + 1])
     hi = np.maximum(ys[span], ys[span + 1])
     assert np.all(curve[:, 1] >= lo - 1e-9) and np.all(curve[:, 1] <= hi + 1e-9)
+
+
+def _disc_cell_areas_full_grid(center, radius, x_edges, y_edges):
+    """disc_cell_areas as it was before it computed only the disc's window (the reference)."""
+    gx, gy = np.asarray(x_edges, float) - center[0], np.asarray(y_edges, float) - center[1]
+    ax, ay = np.meshgrid(np.abs(gx), np.abs(gy))
+    g = np.sign(gy)[:, None] * np.sign(gx)[None, :] * geo._quarter_disc_area(ax, ay, float(radius))
+    area = np.maximum((g[1:, 1:] - g[:-1, 1:]) - (g[1:, :-1] - g[:-1, :-1]), 0.0)
+    near_x, near_y = geo.clip(0.0, gx[:-1], gx[1:]), geo.clip(0.0, gy[:-1], gy[1:])
+    area[np.hypot(near_y[:, None], near_x[None, :]) >= radius] = 0.0
+    return area
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-20, 60), st.floats(-20, 60), st.floats(0.05, 40), st.integers(1, 12), st.integers(1, 12))
+def test_disc_cell_areas_window_gives_the_same_bits_as_the_whole_grid(cx, cy, r, cols, rows):
+    """Measuring only the cells of the disc's bounding box changes no number (bytes of every map)."""
+    xe = geo.clip(np.linspace(-3, 43, cols + 1), 0.0, 40.0)  # clipped edges repeat, as padding cells do
+    ye = np.linspace(0, 40, rows + 1)
+    a = geo.disc_cell_areas((cx, cy), r, xe, ye)
+    assert a.shape == (rows, cols)
+    assert a.tobytes() == _disc_cell_areas_full_grid((cx, cy), r, xe, ye).tobytes()
+
+
+def _monotone_pair(rng, m):
+    xs = np.cumsum(rng.uniform(0.5, 6.0, m))
+    return np.stack([xs, rng.uniform(0, 30, m)], 1), np.stack([xs, rng.uniform(0, 30, m)], 1)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(4, 40), st.integers(0, 2**32 - 1), st.floats(0.0, 2.0))
+def test_lens_narrower_than_answers_as_lens_widths_min(m, seed, factor):
+    """The early-exit lens test gives the same answer as measuring every lens in full, at the
+    narrowest width itself (strict <), just above it, and at any other limit."""
+    a, b = _monotone_pair(np.random.default_rng(seed), m)
+    if len(geo.segment_crossings(a, b)) < 2:
+        assert geo.lens_narrower_than(a, b, 1e9) is False  # no lens: nothing narrow
+        return
+    widths = geo.lens_widths(a, b)
+    for limit in (widths.min(), np.nextafter(widths.min(), np.inf), factor * widths.min(), factor * widths.max()):
+        assert geo.lens_narrower_than(a, b, limit) == bool(widths.min() < limit)

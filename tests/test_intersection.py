@@ -218,3 +218,30 @@ def test_the_named_lines_start_side_by_side_whatever_the_answer():
         rank = list(np.argsort(firsts))
         a, b = g["query"]["lines"]
         assert abs(rank.index(a) - rank.index(b)) == 1
+
+
+def test_vertex_gaps_of_all_pairs_are_exact_below_reach():
+    """_gaps measures every vertex against every other line in one pass: below `reach` it is the
+    exact vertex-to-polyline distance, elsewhere at least reach, and inf from a line to itself."""
+    from generators.intersection import _gaps
+
+    rng = np.random.default_rng(4)
+    for trial in range(30):
+        n, theta = int(rng.integers(2, 6)), rng.uniform(0, np.pi)
+        rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        us = [np.cumsum(rng.uniform(0.3, 9.0, int(rng.integers(2, 40)))) for _ in range(n)]
+        lines = [np.stack([u, rng.uniform(0, 25, len(u))], 1) @ rot.T for u in us]
+        reach = float(rng.uniform(1, 15))
+        gaps = _gaps(lines, us, reach)
+        first = np.concatenate([[0], np.cumsum([len(ln) for ln in lines])])
+        assert gaps.shape == (n, first[-1])
+        for i in range(n):
+            for j in range(n):
+                got = gaps[j, first[i]:first[i + 1]]
+                if i == j:
+                    assert np.all(np.isinf(got))
+                    continue
+                exact = geo.points_to_polyline(lines[i], lines[j])
+                below = exact < reach
+                np.testing.assert_allclose(got[below], exact[below], rtol=0, atol=1e-9)
+                assert np.all(got[~below] >= reach - 1e-9)

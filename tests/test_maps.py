@@ -131,3 +131,19 @@ def test_targets_past_the_edge_count_only_their_visible_area():
     lay = layout("grid4", (40, 40))
     (m,) = grid_maps([{"type": "rect", "box": [-20.0, 0.0, 10.0, 10.0]}], lay, MapParams(target=1.0, neighbour=0.0, floor=0.0))
     assert m[0, 0] == pytest.approx(1.0)
+
+
+def test_dilate_is_the_chebyshev_neighbourhood():
+    """Cells within `radius` (Chebyshev) of a True cell, nothing wrapping or entering from outside."""
+    from linebench.maps import _dilate
+
+    rng = np.random.default_rng(3)
+    for shape, radius in (((5, 7), 1), ((9, 4), 2), ((3, 3), 0), ((6, 6), 40), ((1, 8), 1)):
+        mask = rng.random(shape) < 0.15
+        ii, jj = np.nonzero(mask)
+        r_, c_ = np.indices(shape)
+        want = np.zeros(shape, bool)
+        for i, j in zip(ii, jj):
+            want |= np.maximum(abs(r_ - i), abs(c_ - j)) <= radius
+        got = _dilate(mask, radius)
+        assert got.dtype == bool and np.array_equal(got, want)
