@@ -56,6 +56,14 @@ def _orders(n: int, q: int, dest: int, total: int) -> tuple[tuple[int, ...], ...
     return tuple(by_inv[max(by_inv)]) if by_inv else ()
 
 
+def _vertices(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """[n, M, 2]: curve c's vertices (xs[m], ys[c, m]) for curves on shared abscissae."""
+    out = np.empty(ys.shape + (2,))
+    out[..., 0] = xs
+    out[..., 1] = ys
+    return out
+
+
 @functools.lru_cache(maxsize=64)
 def _spline_basis(k: int, per_span: int) -> np.ndarray:
     """[M, k] matrix taking k evenly spaced control ordinates to the flattened Catmull-Rom curve
@@ -234,7 +242,7 @@ class TracingTask:
         # crossings than it must, trade one interior control point between two curves that are
         # neighbours there, which makes them cross twice around it.
         for _ in range(2 * (hi_x + 1) if bends else 0):
-            q_free = not np.any(np.diff(np.sign(ys[q][None, :] - np.delete(ys, q, axis=0)), axis=1))
+            q_free = not np.any(np.diff(np.sign(ys[q][None, :] - ys), axis=1))  # (row q is 0: no change)
             if not q_free and geo.graph_crossing_count(ys) >= lo_x:
                 break
             c = 1 + int(rng.integers(bends))
@@ -286,7 +294,7 @@ class TracingTask:
         if close.any():
             # A close vertex of curve i to curve j is excused only near a crossing of i and j (all
             # pairs at once: which crossings belong to which pair, and which are near which vertex).
-            vert = np.stack(np.broadcast_arrays(xs[None, :], ys), axis=-1)  # [n, M, 2]
+            vert = _vertices(xs, ys)  # [n, M, 2]
             x = np.arange(len(cross))
             of_pair = np.zeros((n, n, len(cross)), dtype=bool)  # [i, j, X]
             of_pair[cross.first, cross.second, x] = of_pair[cross.second, cross.first, x] = True
@@ -301,8 +309,8 @@ class TracingTask:
         band = int(math.ceil(clear / (xs[1] - xs[0]))) + 2
         for side, mk in ((slice(0, band + 1), starts), (slice(-band - 1, None), ends)):
             sx, sy = xs[side], ys[:, side]  # [S], [n, S]
-            s0 = np.stack(np.broadcast_arrays(sx[None, :-1], sy[:, :-1]), axis=-1)  # [n, S-1, 2]
-            s1 = np.stack(np.broadcast_arrays(sx[None, 1:], sy[:, 1:]), axis=-1)
+            s0 = _vertices(sx[:-1], sy[:, :-1])  # [n, S-1, 2]
+            s1 = _vertices(sx[1:], sy[:, 1:])
             dist = geo.point_segment_distance(mk[:, None, None, :], s0[None], s1[None]).min(axis=-1)  # [marker, curve]
             dist[np.arange(n), np.arange(n)] = np.inf
             if dist.min() < clear:
@@ -321,7 +329,7 @@ class TracingTask:
 
         labels, label_boxes = [], []
         curves = []
-        points = np.stack(np.broadcast_arrays(xs[None, :], ys), axis=-1).tolist()  # [n][M][2]
+        points = _vertices(xs, ys).tolist()  # [n][M][2]
         for i in range(n):
             letter = START_LETTERS[i]
             number = str(int(end_numbers[perm[i]]))
@@ -344,16 +352,19 @@ class TracingTask:
                     "points": points[i],
                 }
             )
-        for a in range(len(label_boxes)):
-            for b in range(a + 1, len(label_boxes)):
-                if geo.boxes_overlap(label_boxes[a], label_boxes[b], k["label_gap_px"]):
-                    return "labels overlap"
+        # Every pair of labels at once (geo.boxes_overlap's test), then every label against every crossing.
+        lb = np.array(label_boxes)  # [L, 4]
+        m_ = k["label_gap_px"]
+        x0, y0, x1, y1 = lb[:, None, 0], lb[:, None, 1], lb[:, None, 2], lb[:, None, 3]  # [L, 1]
+        apart = (x1 + m_ <= lb[None, :, 0]) | (lb[None, :, 2] + m_ <= x0) | (y1 + m_ <= lb[None, :, 1]) | (lb[None, :, 3] + m_ <= y0)
+        if not apart[np.triu_indices(len(lb), k=1)].all():
+            return "labels overlap"
         if len(cross):
-            for box in label_boxes:
-                bx = geo.clip(cross.points[:, 0], box[0], box[2]) - cross.points[:, 0]
-                by = geo.clip(cross.points[:, 1], box[1], box[3]) - cross.points[:, 1]
-                if np.hypot(bx, by).min() < k["crossing_clearance_px"]:
-                    return "crossing near label"
+            px, py = cross.points[None, :, 0], cross.points[None, :, 1]  # [1, X]
+            bx = geo.clip(px, x0, x1) - px
+            by = geo.clip(py, y0, y1) - py
+            if np.hypot(bx, by).min() < k["crossing_clearance_px"]:
+                return "crossing near label"
 
         marker_list = [
             {"curve": i, "kind": kind, "center": pt.tolist(), "radius": r}

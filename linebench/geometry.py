@@ -481,11 +481,16 @@ def disc_cell_areas(center: np.ndarray, radius: float, x_edges: np.ndarray, y_ed
     return area
 
 
+def _next(a: np.ndarray) -> np.ndarray:
+    """Each element's successor around a closed polygon: np.roll(a, -1, axis=0) without its overhead."""
+    return np.concatenate((a[1:], a[:1]))
+
+
 def polygon_area(points: np.ndarray) -> float:
     """Absolute area of a simple polygon [M, 2] (shoelace; may be concave)."""
     p = np.asarray(points, dtype=np.float64)
     p = p - p[0]  # relative to a vertex: degenerate (collinear) pieces come out exactly 0
-    return 0.5 * abs(float(np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1))))
+    return 0.5 * abs(float(np.dot(p[:, 0], _next(p[:, 1])) - np.dot(p[:, 1], _next(p[:, 0]))))
 
 
 def _clip_half_plane(poly: np.ndarray, axis: int, value: float, keep_above: bool) -> np.ndarray:
@@ -499,9 +504,9 @@ def _clip_half_plane(poly: np.ndarray, axis: int, value: float, keep_above: bool
         return poly
     if not inside.any():
         return poly[:0]
-    nxt = np.roll(poly, -1, axis=0)
-    s_n = np.roll(s, -1)
-    cross = inside != np.roll(inside, -1)
+    nxt = _next(poly)
+    s_n = _next(s)
+    cross = inside != _next(inside)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         t = np.where(cross, s / (s - s_n), 0.0)
     inter = poly + t[:, None] * (nxt - poly)
@@ -518,7 +523,7 @@ def _below_left_areas(p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarr
     direction), and the sign is the same at every y. So G is a sum over edges of the integral of
     min(x_edge(y), X) dy up to Y: closed form per edge, vectorised over edges, X and Y.
     """
-    a, b = p, np.roll(p, -1, axis=0)
+    a, b = p, _next(p)
     keep = a[:, 1] != b[:, 1]  # horizontal edges cross no horizontal line
     a, b = a[keep], b[keep]
     down = (b[:, 1] > a[:, 1])[:, None]
@@ -570,7 +575,7 @@ def polygon_cell_areas(points: np.ndarray, x_edges: np.ndarray, y_edges: np.ndar
     q = p - (x_lo, y_lo)  # small coordinates: less cancellation
     w, h = x_hi - x_lo, y_hi - y_lo
     g = _below_left_areas(q, clip(xe[c0 : c1 + 1] - x_lo, 0.0, w), clip(ye[r0 : r1 + 1] - y_lo, 0.0, h))
-    signed = float(np.dot(q[:, 0], np.roll(q[:, 1], -1)) - np.dot(q[:, 1], np.roll(q[:, 0], -1)))
+    signed = float(np.dot(q[:, 0], _next(q[:, 1])) - np.dot(q[:, 1], _next(q[:, 0])))
     g = g if signed > 0 else -g
     block = (g[1:, 1:] - g[:-1, 1:]) - (g[1:, :-1] - g[:-1, :-1])
     tiny = 1e-9 * (w + h) ** 2  # far above rounding, far below any cell a marker really reaches
