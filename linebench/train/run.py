@@ -253,7 +253,10 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
 
     if opts.query not in QUERIES:
         raise UsageError(f"--klal-query must be one of {', '.join(QUERIES)}, got {opts.query!r}")
-    state = PartialState()  # one process, or one of many under accelerate launch / torchrun
+    # One process, or one of many under accelerate launch / torchrun. Without a GPU, accelerate
+    # sees the processes only when told it runs on the CPU (else every rank trains alone).
+    multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    state = PartialState(cpu=multi_cpu)
     main = state.is_main_process
     out = Path(opts.out)
     folder = resolve_model(opts.model) if main else None
@@ -299,6 +302,7 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
         remove_unused_columns=False, report_to="none", bf16=opts.bf16, fp16=False, max_length=opts.max_length,
         gradient_checkpointing=opts.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
         dataloader_num_workers=0, use_liger_kernel=use_liger, disable_tqdm=False, save_only_model=False,
+        **({"use_cpu": True} if multi_cpu else {}),  # the Trainer's own accelerate state: the same processes
     )  # fmt: skip
 
     def run_eval(step: int, label: str) -> dict[str, Any]:
