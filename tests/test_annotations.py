@@ -228,7 +228,13 @@ def test_maps_resume_after_an_interruption_gives_the_same_bytes(tmp_path):
     with pytest.raises(Interrupted, match="--resume"):
         add_maps(str(src), out, maps=("qwen2.5-vl",), opts=PRESETS["refcoco"], shard_size=10, progress=stop)
     assert not (out / "manifest.json").exists()
-    add_maps(str(src), out, maps=("qwen2.5-vl",), opts=PRESETS["refcoco"], shard_size=10, resume=True)
+    kept = sorted((out / "data").glob("*.parquet"))
+    assert len(kept) == 1  # the shard finished before the interruption
+    stamp = kept[0].stat().st_mtime_ns
+    res = add_maps(str(src), out, maps=("qwen2.5-vl",), opts=PRESETS["refcoco"], shard_size=10, resume=True)
+    # the resume kept that shard as it was and made only the rest
+    assert kept[0].stat().st_mtime_ns == stamp
+    assert (res.written, res.rows_written) == (ref.shards - 1, ref.rows - 10)
     for p in sorted((ref.out / "data").iterdir()):
         assert (out / "data" / p.name).read_bytes() == p.read_bytes()
     assert (out / "manifest.json").read_bytes() == (ref.out / "manifest.json").read_bytes()

@@ -94,7 +94,7 @@ def test_429_with_retry_after_and_500_then_success(server, folder, tmp_path):
     server.behaviour = Behaviour(fail_first=1, fail_status=429, retry_after=0.1)
     t0 = time.perf_counter()
     assert run(*openai_args(server, folder, tmp_path / "c", "--limit", "6")).exit_code == 0
-    assert all(n == 2 for n in server.requests.values()) and time.perf_counter() - t0 >= 0.1
+    assert len(server.requests) == 6 and all(n == 2 for n in server.requests.values()) and time.perf_counter() - t0 >= 0.1
     server.requests.clear()
     server.behaviour = Behaviour(fail_first=2, fail_status=500)
     assert run(*openai_args(server, folder, tmp_path / "d", "--limit", "4")).exit_code == 0
@@ -210,16 +210,36 @@ def test_hf_batches_give_the_same_answers_as_one_at_a_time(tiny_models, folder, 
     from datasets import load_dataset
     from transformers import AutoModelForImageTextToText
 
+    import torch
+
     from linebench.evaluate import generate
     from linebench.train import tiny
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_models[name]).eval()
     proc = tiny.load_processor(tiny_models[name])
     ds = load_dataset(str(folder), split="test")
-    rows = [ds[i] for i in range(8)]
+    # prompts of different lengths, so a batch of four is left-padded
+    rows = [{**ds[i], "question": ds[i]["question"] + " Look closely." * (i % 3)} for i in range(8)]
+    calls = []  # (attention mask, first step's logits) of every generate() call
+    plain = model.generate
+
+    def recording(**kw):
+        out = plain(**kw, output_scores=True, return_dict_in_generate=True)
+        calls.append((kw["attention_mask"], out.scores[0]))
+        return out.sequences
+
+    model.generate = recording
     one = generate(model, proc, rows, batch_size=1, max_new_tokens=6)
+    alone = torch.cat([s for _, s in calls])
+    calls.clear()
     four = generate(model, proc, rows, batch_size=4, max_new_tokens=6)
+    batched = torch.cat([s for _, s in calls])
     assert one == four and all(isinstance(a, str) for a in one)
+    assert any(bool((mask == 0).any()) for mask, _ in calls)  # padding really happened
+    # each row's next-token logits are its own, batched or not (the answers of a random model
+    # are the same for every row, so comparing them alone would not see a row mixed up)
+    assert not torch.allclose(alone[0], alone[1], atol=1e-3) and not torch.allclose(alone[0], alone[4], atol=1e-3)
+    torch.testing.assert_close(batched, alone, rtol=1e-4, atol=1e-4)
 
 
 def test_hf_attention_metrics_equal_eager_attentions(tiny_models, folder):
@@ -248,6 +268,7 @@ def test_hf_attention_metrics_equal_eager_attentions(tiny_models, folder):
         att = model(**batch, output_attentions=True).attentions
     img = model.config.image_token_id
     special = set(proc.tokenizer.all_special_ids)
+    assert len(got["layers"]) == len(att) == model.config.text_config.num_hidden_layers  # every layer captured
     for layer, expected in enumerate(got["layers"]):
         kls, ratios = [], []
         for b, r in enumerate(rows):

@@ -72,6 +72,26 @@ def test_kernels_match_the_reference(dtype, heads, kv_heads, n):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("heads, kv_heads, dim, n", [(4, 2, 16, 300), (28, 4, 128, 150)])  # the second: Qwen2.5-VL-7B's heads
+def test_kernels_match_the_reference_over_several_key_blocks(dtype, heads, kv_heads, dim, n):
+    """Rows longer than one key block: the running log-sum-exp across blocks, the partial losses
+    summed over blocks and dk written for every block (head_dim 128 takes the 64-key blocks)."""
+    from linebench.klal import _blocks
+
+    assert n > 2 * _blocks(heads, kv_heads, dim, n)[2]  # three blocks or more
+    torch.manual_seed(n + dim)
+    q = torch.randn(2, heads, dim).to(dtype)
+    k = torch.randn(2, kv_heads, n, dim).to(dtype)
+    p = target(2, n, seed=n)
+    (l1, dq1, dk1), (l2, dq2, dk2) = both(q, k, p, reduction="none")
+    tol = TOL[dtype]
+    close(l1, l2, tol["loss"], "loss")
+    close(dq1, dq2, tol["grad"], "dq")
+    close(dk1, dk2, tol["grad"], "dk")
+    assert dk1[:, :, -1].abs().sum() > 0  # the last block's keys got their gradient
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_extreme_logits_stay_finite(dtype):
     torch.manual_seed(1)
     q = (torch.randn(2, 4, 32) * 6).to(dtype)  # logits in the hundreds: softmax is one-hot
@@ -290,12 +310,31 @@ def test_host_flags_avoid_every_device_sync():
     close(torch.compile(fn, backend="eager", fullgraph=True)(q, k, p), fn(q, k, p), 1e-6, "compiled")
 
 
-def test_the_deterministic_path_sums_rows_in_a_fixed_order():
+def _spy_on_grad_launches(monkeypatch) -> list[bool]:
+    """PER_ROW of every launch of the dk/dq kernel from now on."""
+    import linebench.kernels.klal as kern
+
+    seen, real = [], kern._grad
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*a, **kw):
+                seen.append(kw["PER_ROW"])
+                return real[grid](*a, **kw)
+
+            return launch
+
+    monkeypatch.setattr(kern, "_grad", Spy())
+    return seen
+
+
+def test_the_deterministic_path_sums_rows_in_a_fixed_order(monkeypatch):
     torch.manual_seed(9)
     k = torch.randn(2, 2, 30, 16)
     q, p = torch.randn(5, 4, 16), target(5, 12)
     batch_index, offsets = torch.tensor([0, 0, 1, 0, 1]), torch.tensor([3, 3, 10, 5, 0])
     (_, _, dk_ref) = both(q, k, p, offsets=offsets, batch_index=batch_index)[1]
+    seen = _spy_on_grad_launches(monkeypatch)
     runs = []
     torch.use_deterministic_algorithms(True)
     try:
@@ -305,8 +344,30 @@ def test_the_deterministic_path_sums_rows_in_a_fixed_order():
             runs.append(kk.grad)
     finally:
         torch.use_deterministic_algorithms(False)
+    # the interpreter runs programs one after another, so the atomic path would repeat its bits
+    # here too: what shows the fixed order is that each row went to its own buffer
+    assert seen == [True, True]
     close(runs[0], dk_ref, 1e-4, "dk")
     assert torch.equal(runs[0], runs[1])
+    kk = k.clone().requires_grad_()
+    klal_loss(q, kk, p, offsets=offsets, batch_index=batch_index, backend="triton").backward()
+    assert seen[-1] is False  # outside deterministic mode: the atomic adds
+    close(kk.grad, dk_ref, 1e-4, "dk (atomic)")
+
+
+def test_given_shared_samples_the_op_reads_no_index_on_the_host(monkeypatch):
+    """On the kernels' path, deciding whether rows share a sample reads the indices on the host
+    (torch.unique); given shared_samples (and check_indices=False) it does not."""
+    q, k, p = torch.randn(3, 4, 16), torch.randn(2, 2, 30, 16), target(3, 12)
+    p[2, 8:] = 0  # row 2 is 8 keys long
+    kw = dict(offsets=torch.tensor([0, 5, 9]), batch_index=torch.tensor([0, 0, 1]), lengths=torch.tensor([12, 12, 8]), backend="triton", check_indices=False)
+    calls, real = [], torch.unique
+    monkeypatch.setattr(torch, "unique", lambda *a, **k2: calls.append(1) or real(*a, **k2))
+    ref = klal_loss(q, k, p, **kw)
+    assert calls  # the control: undecided, it asks
+    calls.clear()
+    close(klal_loss(q, k, p, shared_samples=True, **kw), ref, 1e-6, "given")
+    assert not calls
 
 
 def test_kernels_launch_on_the_tensors_device():

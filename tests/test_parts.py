@@ -48,6 +48,9 @@ def test_merged_parts_equal_a_single_run_byte_for_byte(parts, tmp_path):
     assert folder_bytes(out) == folder_bytes(parts / "single")
     assert runner.invoke(app, ["verify", str(out), "--all"]).exit_code == 0
     assert not (parts / "p0" / "manifest.json").exists()  # a part is not a dataset
+    for k in range(3):  # each part made its own shards and no other
+        mine = part_shards([{"split": "train", "n": 50}], 10, (k, 3))
+        assert sorted(f"data/{p.name}" for p in (parts / f"p{k}" / "data").iterdir()) == sorted(mine)
 
 
 def test_a_release_cut_in_parts_passes_verify_spec(tmp_path):

@@ -89,14 +89,15 @@ def test_maps_line_up_with_the_image_tokens(tiny_dir, gp_rows, name):
 
     proc = tiny.load_processor(tiny_dir[name])
     examples = [as_example(r) for r in rows(gp_rows / "square", 2) + rows(gp_rows / "wide", 2)]
+    examples[1]["prompt"][0]["content"] += " Look closely, then answer."  # a longer prompt: padding
     batch = KLALCollator(proc)(examples)
     image_id = proc.image_token_id if hasattr(proc, "image_token_id") else None
     sizes = [int(t[0].numel()) for t in batch["klal_targets"]]
     placed = [int((batch["input_ids"][b] == image_id).sum()) for b in range(4)]
     assert sizes == placed and all(abs(float(t[0].sum()) - 1) < 1e-5 for t in batch["klal_targets"])
+    assert (batch["attention_mask"] == 0).any()  # rows of different lengths, padded
     if name == "tiny-qwen2.5-vl":
         assert len(set(sizes)) == 2  # dynamic resolution: the wide images have another token count
-        assert (batch["attention_mask"] == 0).any()  # rows of different lengths, padded
     with pytest.raises(UsageError, match="row grid_patch-train-s3-0000000: the processor put"):
         KLALCollator(proc, "grid5")(examples[:1])  # a profile that is not this processor's
 
@@ -243,7 +244,12 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tiny_dir, gp_rows, t
 
     shutil.rmtree(part / "checkpoints" / "checkpoint-4")  # killed after step 2's checkpoint
     shutil.rmtree(part / "model")
+    logged = len((part / "metrics.jsonl").read_text().splitlines())
     train(TrainOptions(out=str(part), resume=True, **common), log=lambda m: None)
+    # it went on from step 2's checkpoint (training again from step 0 would end the same, seeded)
+    added = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()[logged:]]
+    assert [r["step"] for r in added if "loss" in r] == [3, 4]
+    assert not any(r.get("eval", {}).get("label") == "before" for r in added)  # no second "before"
     a, b = _weights(tmp_path / "full"), _weights(part)
     assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
     first = [r for r in map(json.loads, (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
