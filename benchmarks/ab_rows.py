@@ -44,6 +44,8 @@ for row in rows:
     for k in sorted(row):
         v = row[k]
         h.update(k.encode())
+        if isinstance(v, np.ndarray):
+            h.update(f"{v.dtype}{v.shape}".encode())
         h.update(v if isinstance(v, bytes) else v.tobytes() if isinstance(v, np.ndarray) else repr(v).encode())
 print(json.dumps({"ms": [1000 * a / n, 1000 * b / n, 1000 * c / n], "sha256": h.hexdigest()}))
 """

@@ -381,7 +381,8 @@ def _gaps(lines: list[np.ndarray], us: list[np.ndarray], reach: float) -> np.nda
     """[n, V]: the distance from every vertex v of every line (all lines' vertices in order) to each
     line j, where below `reach` (else some value >= reach; inf from a line to itself). `us`: the
     vertices' increasing frame abscissae; a segment of line j can only come within `reach` of a
-    vertex if its u-interval does (rotation keeps distances), so only those are measured."""
+    vertex if its u-interval does (rotation keeps distances), so only those are measured. Every
+    line has at least two vertices (one segment)."""
     r = reach + 0.1  # the snap to the 1/16 px lattice moves u by less than 0.05 px
     n = len(lines)
     pts, u_all = np.concatenate(lines), np.concatenate(us)

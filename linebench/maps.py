@@ -102,8 +102,11 @@ def canvas_coverage(grid: TokenGrid, canvas: tuple[int, int]) -> np.ndarray:
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Cells within Chebyshev distance `radius` of a True cell (nothing from outside the grid)."""
     rows, cols = mask.shape
+    if mask.size == 0:
+        return mask.astype(bool)
     size = 2 * min(radius, max(rows, cols)) + 1  # a wider neighbourhood reaches nothing more
-    out = cv2.dilate(mask.view(np.uint8), np.ones((size, size), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    src = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    out = cv2.dilate(src, np.ones((size, size), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return out.view(bool)
 
 

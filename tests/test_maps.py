@@ -147,3 +147,15 @@ def test_dilate_is_the_chebyshev_neighbourhood():
             want |= np.maximum(abs(r_ - i), abs(c_ - j)) <= radius
         got = _dilate(mask, radius)
         assert got.dtype == bool and np.array_equal(got, want)
+        assert np.array_equal(_dilate(np.asfortranarray(mask), radius), want)
+    assert _dilate(np.zeros((0, 4), bool), 2).shape == (0, 4)
+
+
+def test_a_neighbourhood_wider_than_a_short_grid_side():
+    """radius 12 on a 448x160 canvas (Qwen2.5-VL's grid there is 6 tokens tall): all tokens are
+    targets or neighbours (the slice-based dilation it replaced raised here)."""
+    from linebench.maps import attention_map
+
+    geometry = {"canvas": [448, 160], "targets": [{"type": "rect", "box": [10, 10, 30, 30]}]}
+    values = attention_map(geometry, "qwen2.5-vl", radius=12).values
+    assert values.sum() == pytest.approx(1.0) and values.min() > 0
