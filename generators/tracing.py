@@ -64,6 +64,19 @@ def _vertices(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _abscissae(x_start: float, x_end: float, bends: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """What a scene's frame and bend count fix (the same for every attempt): each bend's position
+    along the curve [bends], the flattening steps per span, and the shared vertex abscissae [M]."""
+    x_ctrl = np.linspace(x_start, x_end, bends + 2)
+    frac = (x_ctrl[1:-1] - x_start) / (x_end - x_start)
+    per_span = max(2, int(math.ceil((x_ctrl[1] - x_ctrl[0]) / VERTEX_SPACING_PX)))
+    xs = geo.snap(np.linspace(x_start, x_end, (bends + 1) * per_span + 1))
+    frac.setflags(write=False)
+    xs.setflags(write=False)
+    return frac, per_span, xs
+
+
 @functools.lru_cache(maxsize=64)
 def _spline_basis(k: int, per_span: int) -> np.ndarray:
     """[M, k] matrix taking k evenly spaced control ordinates to the flattened Catmull-Rom curve
@@ -224,17 +237,14 @@ class TracingTask:
         else:  # curves cross at least as often as their ends are out of order, and as often mod 2
             options = _orders(n, q, dest, total)
             perm = np.array(options[int(rng.integers(len(options)))])
-        x_ctrl = np.linspace(f["x_start"], f["x_end"], bends + 2)
+        frac, per_span, xs = _abscissae(f["x_start"], f["x_end"], bends)
         y_ctrl = np.empty((n, bends + 2))
         y_ctrl[:, 0] = y_start
         y_ctrl[:, -1] = y_end[perm]
         wiggle = float(rng.uniform(*bounds_of(k["wiggle"])))
-        frac = (x_ctrl[1:-1] - f["x_start"]) / (f["x_end"] - f["x_start"])  # [bends] position along the curve
         straight = y_ctrl[:, :1] + frac[None, :] * (y_ctrl[:, -1:] - y_ctrl[:, :1])  # [n, bends]
         y_ctrl[:, 1:-1] = geo.clip(straight + rng.uniform(-wiggle, wiggle, (n, bends)) * h, f["y_lo"], f["y_hi"])
 
-        per_span = max(2, int(math.ceil((x_ctrl[1] - x_ctrl[0]) / VERTEX_SPACING_PX)))
-        xs = geo.snap(np.linspace(f["x_start"], f["x_end"], (bends + 1) * per_span + 1))
         basis = _spline_basis(bends + 2, per_span)
         ys = y_ctrl @ basis.T  # [n, M]
         # Build to match rather than wait for a match by chance: while the queried curve crosses
