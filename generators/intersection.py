@@ -260,10 +260,10 @@ class IntersectionTask:
 
         # Every crossing, exactly, on the drawn polylines.
         found = []  # (i, j, point, angle)
-        pair_cross = {}  # (i, j) -> Crossings, for the lens audit
+        pair_cross = _pair_crossings(lines, us)  # (i, j) -> Crossings, i < j; kept for the lens audit
         for i in range(n):
             for j in range(i + 1, n):
-                cr = pair_cross[i, j] = geo.monotone_crossings(lines[i], us[i], lines[j], us[j])  # lines are monotone in u
+                cr = pair_cross[i, j]
                 found += [(i, j, cr.points[x], float(cr.angle_deg[x])) for x in range(len(cr))]
         counted = [f for f in found if pair is None or {f[0], f[1]} == set(pair)]
         if len(counted) != t:
@@ -405,3 +405,46 @@ def _gaps(lines: list[np.ndarray], us: list[np.ndarray], reach: float) -> np.nda
     d = geo.point_segment_distance(pts[None, :, None, :], pts[idx], pts[idx + 1])
     d[~valid] = np.inf
     return d.min(axis=2)
+
+
+def _pair_crossings(lines: list[np.ndarray], us: list[np.ndarray]) -> dict[tuple[int, int], geo.Crossings]:
+    """`geo.monotone_crossings(lines[i], us[i], lines[j], us[j])` for every pair i < j (lines are
+    monotone in u), one vectorised pass per line i over all j > i: the same segment pairs tested
+    with the same arithmetic, so the same crossings in the same order."""
+    n = len(lines)
+    out: dict[tuple[int, int], geo.Crossings] = {}
+    for i in range(n - 1):
+        a, ua = lines[i], us[i]
+        others = range(i + 1, n)
+        size = np.array([len(us[j]) for j in others])  # vertices of each line j
+        start = np.concatenate([[0], np.cumsum(size)[:-1]])
+        b = np.concatenate([lines[j] for j in others])
+        lo = np.stack([geo.clip(np.searchsorted(us[j], ua[:-1], side="right") - 1, 0, len(us[j]) - 2) for j in others])  # [J, M-1]
+        hi = np.stack([geo.clip(np.searchsorted(us[j], ua[1:], side="left"), 1, len(us[j]) - 1) for j in others])
+        width = int((hi - lo).max(initial=0))
+        empty = [geo.Crossings(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0))]
+        if width <= 0:
+            out.update({(i, j): empty[0] for j in others})
+            continue
+        cand = lo[:, :, None] + np.arange(width)  # [J, M-1, W] candidate segments of line j
+        jj, si, w = np.nonzero(cand < hi[:, :, None])  # per j: a's segments in order, then b's
+        sj = cand[jj, si, w]  # segment of line j
+        g = start[jj] + sj  # the same segment in b
+        p, r = a[si], a[si + 1] - a[si]
+        q, s_ = b[g], b[g + 1] - b[g]
+        denom = r[:, 0] * s_[:, 1] - r[:, 1] * s_[:, 0]
+        qp = q - p
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            t = (qp[:, 0] * s_[:, 1] - qp[:, 1] * s_[:, 0]) / denom
+            u = (qp[:, 0] * r[:, 1] - qp[:, 1] * r[:, 0]) / denom
+        t_hi = np.where(si == len(a) - 2, 1.0 + 1e-12, 1.0)
+        u_hi = np.where(sj == size[jj] - 2, 1.0 + 1e-12, 1.0)
+        hit = (denom != 0) & (t >= 0) & (t < t_hi) & (u >= 0) & (u < u_hi)
+        jj, si, g, t = jj[hit], si[hit], g[hit], t[hit]
+        pts = a[si] + t[:, None] * (a[si + 1] - a[si])
+        ang = geo.acute_angle_deg(a[si + 1] - a[si], b[g + 1] - b[g])
+        for k, j in enumerate(others):
+            sel = jj == k
+            zeros = np.zeros(int(sel.sum()), dtype=np.int64)
+            out[i, j] = geo.Crossings(zeros, zeros + 1, si[sel].astype(np.int64), pts[sel], ang[sel])
+    return out

@@ -245,3 +245,25 @@ def test_vertex_gaps_of_all_pairs_are_exact_below_reach():
                 below = exact < reach
                 np.testing.assert_allclose(got[below], exact[below], rtol=0, atol=1e-9)
                 assert np.all(got[~below] >= reach - 1e-9)
+
+
+def test_pair_crossings_equal_monotone_crossings_pair_by_pair():
+    """All pairs in one pass per line: the same crossings, in the same order, to the bit."""
+    from generators.intersection import _pair_crossings
+
+    rng = np.random.default_rng(5)
+    checked = 0
+    for trial in range(40):
+        n, theta = int(rng.integers(2, 7)), rng.uniform(0, np.pi)
+        rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        us = [np.cumsum(rng.uniform(0.3, 9.0, int(rng.integers(2, 40)))) for _ in range(n)]
+        lines = [np.stack([u, rng.uniform(0, 25, len(u))], 1) @ rot.T for u in us]
+        got = _pair_crossings(lines, us)
+        assert set(got) == {(i, j) for i in range(n) for j in range(i + 1, n)}
+        for (i, j), cr in got.items():
+            want = geo.monotone_crossings(lines[i], us[i], lines[j], us[j])
+            for f in ("first", "second", "segment", "points", "angle_deg"):
+                a, b = getattr(cr, f), getattr(want, f)
+                assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), f
+            checked += len(cr)
+    assert checked > 50
