@@ -422,27 +422,15 @@ def _pair_crossings(lines: list[np.ndarray], us: list[np.ndarray]) -> dict[tuple
         lo = np.stack([geo.clip(np.searchsorted(us[j], ua[:-1], side="right") - 1, 0, len(us[j]) - 2) for j in others])  # [J, M-1]
         hi = np.stack([geo.clip(np.searchsorted(us[j], ua[1:], side="left"), 1, len(us[j]) - 1) for j in others])
         width = int((hi - lo).max(initial=0))
-        empty = [geo.Crossings(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0))]
-        if width <= 0:
-            out.update({(i, j): empty[0] for j in others})
+        if width <= 0:  # no segments overlap in u: no crossings (as monotone_crossings gives them)
+            none = np.zeros(0, np.int64)
+            out.update({(i, j): geo.Crossings(none, none, none, np.zeros((0, 2)), np.zeros(0)) for j in others})
             continue
         cand = lo[:, :, None] + np.arange(width)  # [J, M-1, W] candidate segments of line j
         jj, si, w = np.nonzero(cand < hi[:, :, None])  # per j: a's segments in order, then b's
-        sj = cand[jj, si, w]  # segment of line j
-        g = start[jj] + sj  # the same segment in b
-        p, r = a[si], a[si + 1] - a[si]
-        q, s_ = b[g], b[g + 1] - b[g]
-        denom = r[:, 0] * s_[:, 1] - r[:, 1] * s_[:, 0]
-        qp = q - p
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            t = (qp[:, 0] * s_[:, 1] - qp[:, 1] * s_[:, 0]) / denom
-            u = (qp[:, 0] * r[:, 1] - qp[:, 1] * r[:, 0]) / denom
-        t_hi = np.where(si == len(a) - 2, 1.0 + 1e-12, 1.0)
-        u_hi = np.where(sj == size[jj] - 2, 1.0 + 1e-12, 1.0)
-        hit = (denom != 0) & (t >= 0) & (t < t_hi) & (u >= 0) & (u < u_hi)
-        jj, si, g, t = jj[hit], si[hit], g[hit], t[hit]
-        pts = a[si] + t[:, None] * (a[si + 1] - a[si])
-        ang = geo.acute_angle_deg(a[si + 1] - a[si], b[g + 1] - b[g])
+        g = start[jj] + cand[jj, si, w]  # the candidate segment of line j, in b
+        hit, pts, ang = geo.segment_pair_crossings(a, si, b, g, start[jj] + size[jj] - 2)
+        jj, si = jj[hit], si[hit]
         for k, j in enumerate(others):
             sel = jj == k
             zeros = np.zeros(int(sel.sum()), dtype=np.int64)

@@ -24,7 +24,7 @@ import io
 import json
 import multiprocessing as mp
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .annotations import BOX_FORMATS, BOX_MODES, COORDS, annotation_geometry
-from .dataset import DONE_LOG, _disk_error, _gave_up, _interrupted, _prepare_out, _record_done, _swap_in, locked_output, read_done
+from .dataset import DONE_LOG, _record_done, read_done, write_folder
 from .errors import UsageError
 from .folder import RUN_FILE, expected_shards, sha256_bytes, sha256_file, write_manifest
 from .fsio import atomic_write, check_path_text
@@ -379,21 +379,12 @@ def add_maps(
     schema = feats.arrow_schema
     run = {"kind": KIND, "source": str(source), "options": opts.to_dict(), "maps": list(profiles), "map_params": map_params.to_dict(),
            "splits": {k: len(v) for k, v in splits.items()}, "shard_size": shard_size}
-    with locked_output(out):  # the folder discipline of `generate` (linebench/dataset.py)
-        target = _prepare_out(out, run, overwrite, resume, same=_same_maps_run)
-        fresh = not (target / RUN_FILE).exists()
-        try:
-            result = _write(target, splits, run, schema, opts, profiles, map_params, base, workers, shard_size, progress, command or "", source, t0)
-        except UsageError as e:  # a row the options cannot read: take back what this run wrote
-            raise UsageError(f"{e}; {_gave_up(out, target, fresh)}") from None
-        except KeyboardInterrupt as e:
-            raise _interrupted(e, out, target, fresh) from None
-        except OSError as e:
-            raise _disk_error(e, target) from None
-        if target != out:
-            _swap_in(target, out)
-        result = replace(result, out=out)
-    return result
+    # the folder discipline of `generate`; a row the options cannot read takes back what this run wrote
+    return write_folder(
+        out, run, overwrite, resume,
+        lambda target: _write(target, splits, run, schema, opts, profiles, map_params, base, workers, shard_size, progress, command or "", source, t0),
+        gives_up=UsageError, same=_same_maps_run,
+    )  # fmt: skip
 
 
 def _same_maps_run(folder: Path, run: dict[str, Any]) -> bool:

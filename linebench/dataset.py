@@ -448,13 +448,28 @@ def generate(
         if n_parts > n_shards:
             raise UsageError(f"--part {k}/{n_parts}: the run has only {n_shards} shard(s), so at most {n_shards} parts")
         run["part"] = [k, n_parts]
+    return write_folder(
+        out, run, overwrite, resume,
+        lambda target: _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, progress, command, t0, part),
+        gives_up=GenerationError, hint=" (or raise --knob max_attempts=N and run again)",
+    )  # fmt: skip
+
+
+def write_folder(
+    out: Path, run: dict[str, Any], overwrite: bool, resume: bool, write: Callable[[Path], "GenerateResult"], *,
+    gives_up: type[Exception], hint: str = "", same: Callable[[Path, dict[str, Any]], bool] = _same_run,
+) -> "GenerateResult":
+    """The folder discipline of `generate` and `maps`: lock OUT, choose where to write (OUT, or its
+    staging folder for --overwrite), `write(target)`, then swap a staged result in. A `gives_up`
+    error mid-run takes back what the run wrote (one line, + `hint`); Ctrl-C/SIGTERM and a full disk
+    are one line too."""
     with locked_output(out):
-        target = _prepare_out(out, run, overwrite, resume)
+        target = _prepare_out(out, run, overwrite, resume, same=same)
         fresh = not (target / RUN_FILE).exists()
         try:
-            result = _generate_into(target, specs, spec_dicts, run, feats, workers, shard_size, progress, command, t0, part)
-        except GenerationError as e:
-            raise UsageError(f"{e}; {_gave_up(out, target, fresh)} (or raise --knob max_attempts=N and run again)") from None
+            result = write(target)
+        except gives_up as e:
+            raise UsageError(f"{e}; {_gave_up(out, target, fresh)}{hint}") from None
         except KeyboardInterrupt as e:
             raise _interrupted(e, out, target, fresh) from None
         except OSError as e:

@@ -171,7 +171,17 @@ def monotone_crossings(a: np.ndarray, ua: np.ndarray, b: np.ndarray, ub: np.ndar
     j = lo[:, None] + np.arange(width)[None, :]  # [M-1, W] candidate segments of b
     ok = j < hi[:, None]
     i = np.broadcast_to(np.arange(len(a) - 1)[:, None], j.shape)[ok]
-    j = j[ok]
+    hit, pts, ang = segment_pair_crossings(a, i, b, j[ok], len(b) - 2)
+    i = i[hit]
+    zeros = np.zeros(len(i), dtype=np.int64)
+    return Crossings(zeros, zeros + 1, i.astype(np.int64), pts, ang)
+
+
+def segment_pair_crossings(a: np.ndarray, i: np.ndarray, b: np.ndarray, j: np.ndarray, b_last) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For candidate pairs (segment i[k] of polyline a, segment j[k] of polyline b): which cross
+    (segment_crossings' rule: half-open parameters, the last segment of each polyline closed;
+    `b_last`: the index of b's last segment, per pair or one for all), and the crossing points
+    [H, 2] and acute angles [H] of the H pairs that do."""
     p, r = a[i], a[i + 1] - a[i]
     q, s = b[j], b[j + 1] - b[j]
     denom = r[:, 0] * s[:, 1] - r[:, 1] * s[:, 0]
@@ -180,13 +190,11 @@ def monotone_crossings(a: np.ndarray, ua: np.ndarray, b: np.ndarray, ub: np.ndar
         t = (qp[:, 0] * s[:, 1] - qp[:, 1] * s[:, 0]) / denom
         u = (qp[:, 0] * r[:, 1] - qp[:, 1] * r[:, 0]) / denom
     t_hi = np.where(i == len(a) - 2, 1.0 + 1e-12, 1.0)
-    u_hi = np.where(j == len(b) - 2, 1.0 + 1e-12, 1.0)
+    u_hi = np.where(j == b_last, 1.0 + 1e-12, 1.0)
     hit = (denom != 0) & (t >= 0) & (t < t_hi) & (u >= 0) & (u < u_hi)
     i, j, t = i[hit], j[hit], t[hit]
     pts = a[i] + t[:, None] * (a[i + 1] - a[i])
-    ang = acute_angle_deg(a[i + 1] - a[i], b[j + 1] - b[j])
-    zeros = np.zeros(len(i), dtype=np.int64)
-    return Crossings(zeros, zeros + 1, i.astype(np.int64), pts, ang)
+    return hit, pts, acute_angle_deg(a[i + 1] - a[i], b[j + 1] - b[j])
 
 
 @functools.lru_cache(maxsize=64)
