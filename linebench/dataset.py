@@ -20,13 +20,13 @@ bytes differ from the ones the run recorded.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 import multiprocessing as mp
 import os
 import shutil
 import tempfile
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
