@@ -475,9 +475,10 @@ def disc_cell_areas(center: np.ndarray, radius: float, x_edges: np.ndarray, y_ed
     if x1 <= x0 or y1 <= y0:
         return area
     gx, gy = gx[x0:x1 + 1], gy[y0:y1 + 1]
-    ax, ay = np.meshgrid(np.abs(gx), np.abs(gy))  # [rows+1, cols+1] of the window
+    # [1, cols+1] and [rows+1, 1]: the quarter-disc formula broadcasts them to the window's corners
+    # (elementwise the same operations as on a meshgrid, without building one)
     sign = np.sign(gy)[:, None] * np.sign(gx)[None, :]
-    g = sign * _quarter_disc_area(ax, ay, float(radius))
+    g = sign * _quarter_disc_area(np.abs(gx)[None, :], np.abs(gy)[:, None], float(radius))
     win = np.maximum((g[1:, 1:] - g[:-1, 1:]) - (g[1:, :-1] - g[:-1, :-1]), 0.0)
     # The corner differences leave ~1e-15 in cells the disc does not reach; such a cell must be
     # exactly 0, or it would count as a target token. A cell is reached iff its nearest point to

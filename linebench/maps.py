@@ -54,19 +54,38 @@ class MapParams:
         return asdict(self)
 
 
-def _clipped_edges(grid: TokenGrid, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
-    """The grid's edges clipped to the canvas: a token's cell counts only the part of it that shows
-    the picture (a padding token's cell is empty)."""
-    if canvas is None:
-        return grid.x_edges, grid.y_edges
-    return clip(grid.x_edges, 0.0, float(canvas[0])), clip(grid.y_edges, 0.0, float(canvas[1]))
+def _prepare(grid: TokenGrid, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grid's edges clipped to the canvas (a token's cell counts only the part of it that shows
+    the picture; a padding token's cell is empty) and which cells show any of it."""
+    xe, ye = (grid.x_edges, grid.y_edges) if canvas is None else (clip(grid.x_edges, 0.0, float(canvas[0])), clip(grid.y_edges, 0.0, float(canvas[1])))
+    return xe, ye, (np.diff(ye) > 0)[:, None] & (np.diff(xe) > 0)[None, :]
+
+
+_PREPARED: dict[tuple[int, tuple[int, int]], tuple[TokenGrid, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+
+def _prepared(grid: TokenGrid, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_prepare`, once per read-only grid (a cached layout's) and canvas, read-only: a run asks
+    about the same few grids every row."""
+    if canvas is None or any(not isinstance(a, np.ndarray) or a.flags.writeable for a in (grid.x_edges, grid.y_edges)):
+        return _prepare(grid, canvas)  # a grid its owner may still change
+    key = (id(grid), (int(canvas[0]), int(canvas[1])))
+    hit = _PREPARED.get(key)
+    if hit is None or hit[0] is not grid:
+        if len(_PREPARED) >= 256:  # bounded, for a long-lived process that meets ever new grids
+            _PREPARED.clear()
+        arrays = _prepare(grid, key[1])
+        for arr in arrays:
+            arr.flags.writeable = False
+        hit = _PREPARED[key] = (grid, arrays)  # holding the grid keeps its id its own
+    return hit[1]
 
 
 def target_areas(targets: Sequence[Mapping[str, Any]], grid: TokenGrid, canvas: tuple[int, int] | None = None) -> np.ndarray:
     """Exact target area (px^2) inside each cell of `grid` -> float64 [rows, cols]; with `canvas`
     (width, height), only the area that lies on the canvas (a target reaching past the picture's
     edge gives nothing to the padding tokens there)."""
-    xe, ye = _clipped_edges(grid, canvas)
+    xe, ye, _ = _prepared(grid, canvas)
     area = np.zeros(grid.shape, dtype=np.float64)
     for t in targets:
         kind = t["type"]
@@ -93,12 +112,6 @@ def _decoded(counts: str, size: tuple[int, int]) -> np.ndarray:
     return decode_mask({"size": list(size), "counts": counts})
 
 
-def canvas_coverage(grid: TokenGrid, canvas: tuple[int, int]) -> np.ndarray:
-    """Per token, whether its cell covers any of the canvas (False for padding) -> bool [rows, cols]."""
-    xe, ye = _clipped_edges(grid, canvas)
-    return (np.diff(ye) > 0)[:, None] & (np.diff(xe) > 0)[None, :]
-
-
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Cells within Chebyshev distance `radius` of a True cell (nothing from outside the grid)."""
     rows, cols = mask.shape
@@ -115,7 +128,7 @@ def grid_maps(targets: Sequence[Mapping[str, Any]], layout: Layout, params: MapP
     areas = [target_areas(targets, g, layout.canvas) for g in layout.grids]
     is_target = [a > 0 for a in areas]
     # a padding token (its cell shows none of the picture) is never a target or a neighbour: floor
-    is_neigh = [_dilate(t, params.radius) & ~t & canvas_coverage(g, layout.canvas) for t, g in zip(is_target, layout.grids)]
+    is_neigh = [_dilate(t, params.radius) & ~t & _prepared(g, layout.canvas)[2] for t, g in zip(is_target, layout.grids)]
     total_area = sum(float(a.sum()) for a in areas)
     n_neigh = sum(int(m.sum()) for m in is_neigh)
     n_floor = layout.num_tokens - sum(int(t.sum()) for t in is_target) - n_neigh
@@ -133,6 +146,11 @@ def grid_maps(targets: Sequence[Mapping[str, Any]], layout: Layout, params: MapP
             p[(a <= 0) & ~nb] = mass[2] / n_floor
         out.append(p)
     return out
+
+
+def map_values(targets: Sequence[Mapping[str, Any]], layout: Layout, params: MapParams = MapParams()) -> np.ndarray:
+    """P(S) flat in token order, float32 (`AttentionMap.values`)."""
+    return np.concatenate([g.ravel() for g in grid_maps(targets, layout, params)]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- rows -> maps
@@ -201,9 +219,7 @@ def attention_map(source: Any, profile: str | Layout, **map_params: float) -> At
     lay = profile if isinstance(profile, Layout) else make_layout(profile, canvas)
     if tuple(lay.canvas) != canvas:
         raise UsageError(f"layout is for a {lay.canvas[0]}x{lay.canvas[1]} canvas, the sample's is {canvas[0]}x{canvas[1]}")
-    grids = grid_maps(geometry["targets"], lay, params)
-    values = np.concatenate([g.ravel() for g in grids]).astype(np.float32)
-    return AttentionMap(values, tuple(g.shape for g in lay.grids), lay)
+    return AttentionMap(map_values(geometry["targets"], lay, params), tuple(g.shape for g in lay.grids), lay)
 
 
 def target_tokens(source: Any, profile: str | Layout) -> np.ndarray:

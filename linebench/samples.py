@@ -15,7 +15,7 @@ import numpy as np
 
 from . import CORE_VERSION
 from .grids import default_maps
-from .maps import MapParams, attention_map
+from .maps import MapParams, map_values
 from .render import encode_png, rasterise
 from .errors import GenerationError, MapError
 from .tasks import STRATIFIED, ParamSpec, Scene, Task, get_task, levels_for, resolve_params
@@ -104,12 +104,12 @@ def scene_maps(scene_geometry: Mapping[str, Any], profiles: tuple[str, ...], map
     # profiles with the same token cells share one map (on a 448 px square: grid24 = llava-1.5, qwen2.5-vl = internvl)
     done: dict[tuple, np.ndarray] = {}
     canvas = tuple(int(v) for v in scene_geometry["canvas"])
-    kwargs = map_params.to_dict()
+    targets = scene_geometry["targets"]
     for name in profiles:
         lay = make_layout(name, canvas)
         key = tuple((g.x_edges.tobytes(), g.y_edges.tobytes()) for g in lay.grids)
-        if key not in done:
-            done[key] = attention_map(scene_geometry, lay, **kwargs).values
+        if key not in done:  # = attention_map(scene_geometry, lay, **map_params.to_dict()).values
+            done[key] = map_values(targets, lay, map_params)
         values = done[key]
         out[f"attn_{name}"] = values.reshape(lay.grids[0].shape if len(lay.grids) == 1 else (1, -1))
     return out
