@@ -252,7 +252,8 @@ class TracingTask:
         # crossings than it must, trade one interior control point between two curves that are
         # neighbours there, which makes them cross twice around it.
         for _ in range(2 * (hi_x + 1) if bends else 0):
-            q_free = not np.any(np.diff(np.sign(ys[q][None, :] - ys), axis=1))  # (row q is 0: no change)
+            side = np.sign(ys[q][None, :] - ys)  # (row q is 0: no change)
+            q_free = not (side[:, 1:] != side[:, :-1]).any()
             if not q_free and geo.graph_crossing_count(ys) >= lo_x:
                 break
             c = 1 + int(rng.integers(bends))
@@ -279,12 +280,13 @@ class TracingTask:
                 return "crossings too close"
             # Two crossings of one pair must read as two: white between the strokes in the lens.
             pair_id = cross.first * n + cross.second
-            ids, counts = np.unique(pair_id, return_counts=True)
-            for pid in ids[counts > 1]:
+            for pid in np.nonzero(np.bincount(pair_id, minlength=n * n) > 1)[0]:  # pairs that cross more than once
                 i, j = divmod(int(pid), n)
-                a_ = np.stack([xs, ys[i]], axis=1)
-                b_ = np.stack([xs, ys[j]], axis=1)
-                if geo.lens_narrower_than(a_, b_, (k["min_lens_gap_lw"] + 1.0) * thickness):
+                a_ = _vertices(xs, ys[i])
+                b_ = _vertices(xs, ys[j])
+                # (both monotone in x on the same abscissae: monotone_crossings gives segment_crossings' answer)
+                both = (geo.monotone_crossings(a_, xs, b_, xs), geo.monotone_crossings(b_, xs, a_, xs))
+                if geo.lens_narrower_than(a_, b_, (k["min_lens_gap_lw"] + 1.0) * thickness, crossings=both):
                     return "crossings too close (lens)"
 
         # Markers and labels.
@@ -367,7 +369,7 @@ class TracingTask:
         m_ = k["label_gap_px"]
         x0, y0, x1, y1 = lb[:, None, 0], lb[:, None, 1], lb[:, None, 2], lb[:, None, 3]  # [L, 1]
         apart = (x1 + m_ <= lb[None, :, 0]) | (lb[None, :, 2] + m_ <= x0) | (y1 + m_ <= lb[None, :, 1]) | (lb[None, :, 3] + m_ <= y0)
-        if not apart[np.triu_indices(len(lb), k=1)].all():
+        if not apart[geo.pairs(len(lb))].all():
             return "labels overlap"
         if len(cross):
             px, py = cross.points[None, :, 0], cross.points[None, :, 1]  # [1, X]

@@ -198,13 +198,17 @@ def segment_pair_crossings(a: np.ndarray, i: np.ndarray, b: np.ndarray, j: np.nd
 
 
 @functools.lru_cache(maxsize=64)
-def _pairs(c: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(c, k=1)
+def pairs(c: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.triu_indices(c, k=1) (every pair i < j of c things), computed once per c."""
+    first, second = np.triu_indices(c, k=1)
+    first.setflags(write=False)
+    second.setflags(write=False)
+    return first, second
 
 
 def graph_crossing_count(ys: np.ndarray) -> int:
     """Number of crossings `graph_crossings` would return (cheap: no points, no angles)."""
-    first, second = _pairs(ys.shape[0])
+    first, second = pairs(ys.shape[0])
     pos = ys[first] > ys[second]  # [P, M]
     return int(np.count_nonzero(pos[:, :-1] != pos[:, 1:]))
 
@@ -221,7 +225,7 @@ def graph_crossings(xs: np.ndarray, ys: np.ndarray) -> Crossings:
     """
     xs = np.asarray(xs, dtype=np.float64)
     ys = np.asarray(ys, dtype=np.float64)
-    first, second = _pairs(ys.shape[0])
+    first, second = pairs(ys.shape[0])
     d = ys[first] - ys[second]  # [P, M]
     pos = d > 0
     pair, k = np.nonzero(pos[:, :-1] != pos[:, 1:])
@@ -369,8 +373,9 @@ def graph_vertex_gaps(xs: np.ndarray, ys: np.ndarray, reach: float) -> np.ndarra
     w = int(np.ceil(reach / float(np.min(np.diff(xs))))) + 1
     seg = clip(np.arange(m)[:, None] + np.arange(-w, w)[None, :], 0, m - 2)  # [M, W] segment ids
     ends = np.concatenate([seg, seg[:, -1:] + 1], axis=1)  # [M, W+1] vertices spanned
-    lo = ys[:, ends].min(axis=-1)  # [C, M] y-extent of curve j's segments near vertex k
-    hi = ys[:, ends].max(axis=-1)
+    near = ys[:, ends]  # [C, M, W+1]
+    lo = near.min(axis=-1)  # [C, M] y-extent of curve j's segments near vertex k
+    hi = near.max(axis=-1)
     yi = ys[:, None, :]  # [C(i), 1, M]
     cand = (yi > lo[None, :, :] - reach) & (yi < hi[None, :, :] + reach)  # [C, C, M]
     cand[np.arange(c), np.arange(c)] = False
