@@ -285,7 +285,7 @@ class IntersectionTask:
             per_pair = np.bincount([f[0] * n + f[1] for f in found], minlength=n * n)
             for pp in np.nonzero(per_pair > 1)[0]:
                 i, j = divmod(int(pp), n)
-                both = (pair_cross[i, j], geo.monotone_crossings(lines[j], us[j], lines[i], us[i]))
+                both = (pair_cross[i, j], geo.seen_from_other(pair_cross[i, j], lines[j]))
                 if geo.lens_narrower_than(lines[i], lines[j], min_lens, crossings=both):
                     return "crossings too close (lens)"
 
@@ -424,15 +424,15 @@ def _pair_crossings(lines: list[np.ndarray], us: list[np.ndarray]) -> dict[tuple
         width = int((hi - lo).max(initial=0))
         if width <= 0:  # no segments overlap in u: no crossings (as monotone_crossings gives them)
             none = np.zeros(0, np.int64)
-            out.update({(i, j): geo.Crossings(none, none, none, np.zeros((0, 2)), np.zeros(0)) for j in others})
+            out.update({(i, j): geo.Crossings(none, none, none, np.zeros((0, 2)), np.zeros(0), none, np.zeros(0)) for j in others})
             continue
         cand = lo[:, :, None] + np.arange(width)  # [J, M-1, W] candidate segments of line j
         jj, si, w = np.nonzero(cand < hi[:, :, None])  # per j: a's segments in order, then b's
         g = start[jj] + cand[jj, si, w]  # the candidate segment of line j, in b
-        hit, pts, ang = geo.segment_pair_crossings(a, si, b, g, start[jj] + size[jj] - 2)
-        jj, si = jj[hit], si[hit]
+        hit, pts, ang, u = geo.segment_pair_crossings(a, si, b, g, start[jj] + size[jj] - 2)
+        jj, si, sj = jj[hit], si[hit], (g - start[jj])[hit]  # sj: the segment of line j
         for k, j in enumerate(others):
             sel = jj == k
             zeros = np.zeros(int(sel.sum()), dtype=np.int64)
-            out[i, j] = geo.Crossings(zeros, zeros + 1, si[sel].astype(np.int64), pts[sel], ang[sel])
+            out[i, j] = geo.Crossings(zeros, zeros + 1, si[sel].astype(np.int64), pts[sel], ang[sel], sj[sel].astype(np.int64), u[sel])
     return out

@@ -285,7 +285,8 @@ class TracingTask:
                 a_ = _vertices(xs, ys[i])
                 b_ = _vertices(xs, ys[j])
                 # (both monotone in x on the same abscissae: monotone_crossings gives segment_crossings' answer)
-                both = (geo.monotone_crossings(a_, xs, b_, xs), geo.monotone_crossings(b_, xs, a_, xs))
+                ab = geo.monotone_crossings(a_, xs, b_, xs)
+                both = (ab, geo.seen_from_other(ab, b_))
                 if geo.lens_narrower_than(a_, b_, (k["min_lens_gap_lw"] + 1.0) * thickness, crossings=both):
                     return "crossings too close (lens)"
 

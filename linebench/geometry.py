@@ -8,7 +8,7 @@ float arrays of shape [M, 2]. Nothing here draws, samples or does I/O.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -125,6 +125,10 @@ class Crossings:
     segment: np.ndarray  # [X] segment index in the first polyline
     points: np.ndarray  # [X, 2]
     angle_deg: np.ndarray  # [X] acute crossing angle
+    # where known (monotone_crossings): each crossing's segment in the second polyline and its
+    # parameter along that segment, which give the same crossings seen from it (`seen_from_other`)
+    other_segment: np.ndarray | None = field(default=None, repr=False, compare=False)
+    other_t: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -167,21 +171,38 @@ def monotone_crossings(a: np.ndarray, ua: np.ndarray, b: np.ndarray, ub: np.ndar
     width = int((hi - lo).max(initial=0))
     if width <= 0:
         empty = np.zeros(0, dtype=np.int64)
-        return Crossings(empty, empty, empty, np.zeros((0, 2)), np.zeros(0))
+        return Crossings(empty, empty, empty, np.zeros((0, 2)), np.zeros(0), empty, np.zeros(0))
     j = lo[:, None] + np.arange(width)[None, :]  # [M-1, W] candidate segments of b
     ok = j < hi[:, None]
     i = np.broadcast_to(np.arange(len(a) - 1)[:, None], j.shape)[ok]
-    hit, pts, ang = segment_pair_crossings(a, i, b, j[ok], len(b) - 2)
+    j = j[ok]
+    hit, pts, ang, u = segment_pair_crossings(a, i, b, j, len(b) - 2)
     i = i[hit]
     zeros = np.zeros(len(i), dtype=np.int64)
-    return Crossings(zeros, zeros + 1, i.astype(np.int64), pts, ang)
+    return Crossings(zeros, zeros + 1, i.astype(np.int64), pts, ang, j[hit].astype(np.int64), u)
 
 
-def segment_pair_crossings(a: np.ndarray, i: np.ndarray, b: np.ndarray, j: np.ndarray, b_last) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def seen_from_other(cr: Crossings, b: np.ndarray) -> Crossings:
+    """The crossings of a with b (`cr`, from monotone_crossings(a, ua, b, ub)) as b sees them: exactly
+    monotone_crossings(b, ub, a, ua), without testing the segment pairs again. Swapping the two
+    polylines only negates both sides of each parameter's quotient (x - y = -(y - x) exactly in
+    floating point), so b's parameter on a crossing is the `other_t` already computed, the same
+    pairs cross, and b's point is computed from it as monotone_crossings would; in its order (by b's
+    segment, then a's). Its `other_segment` is a's segment; its `other_t` is not known (None)."""
+    if cr.other_segment is None or cr.other_t is None:
+        raise ValueError("seen_from_other needs crossings from monotone_crossings (with other_segment and other_t)")
+    b = np.asarray(b, dtype=np.float64)
+    order = np.lexsort((cr.segment, cr.other_segment))
+    j, u = cr.other_segment[order], cr.other_t[order]
+    pts = b[j] + u[:, None] * (b[j + 1] - b[j])
+    return Crossings(cr.first[order], cr.second[order], j, pts, cr.angle_deg[order], cr.segment[order])  # (a's parameters: not kept)
+
+
+def segment_pair_crossings(a: np.ndarray, i: np.ndarray, b: np.ndarray, j: np.ndarray, b_last) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For candidate pairs (segment i[k] of polyline a, segment j[k] of polyline b): which cross
     (segment_crossings' rule: half-open parameters, the last segment of each polyline closed;
     `b_last`: the index of b's last segment, per pair or one for all), and the crossing points
-    [H, 2] and acute angles [H] of the H pairs that do."""
+    [H, 2], acute angles [H] and parameters along b's segments [H] of the H pairs that do."""
     p, r = a[i], a[i + 1] - a[i]
     q, s = b[j], b[j + 1] - b[j]
     denom = r[:, 0] * s[:, 1] - r[:, 1] * s[:, 0]
@@ -194,7 +215,7 @@ def segment_pair_crossings(a: np.ndarray, i: np.ndarray, b: np.ndarray, j: np.nd
     hit = (denom != 0) & (t >= 0) & (t < t_hi) & (u >= 0) & (u < u_hi)
     i, j, t = i[hit], j[hit], t[hit]
     pts = a[i] + t[:, None] * (a[i + 1] - a[i])
-    return hit, pts, acute_angle_deg(a[i + 1] - a[i], b[j + 1] - b[j])
+    return hit, pts, acute_angle_deg(a[i + 1] - a[i], b[j + 1] - b[j]), u[hit]
 
 
 @functools.lru_cache(maxsize=64)

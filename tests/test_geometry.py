@@ -303,3 +303,38 @@ def test_lens_narrower_than_answers_as_lens_widths_min(m, seed, factor):
     widths = geo.lens_widths(a, b)
     for limit in (widths.min(), np.nextafter(widths.min(), np.inf), factor * widths.min(), factor * widths.max()):
         assert geo.lens_narrower_than(a, b, limit) == bool(widths.min() < limit)
+
+
+def _same_bits(got, want, fields=("first", "second", "segment", "points", "angle_deg")):
+    for f in fields:
+        a, b = getattr(got, f), getattr(want, f)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), f
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 40), st.integers(2, 40), st.integers(0, 2**32 - 1), st.floats(0.0, 3.1))
+def test_crossings_seen_from_the_other_polyline_are_its_own_to_the_bit(m, k, seed, theta):
+    """seen_from_other(monotone_crossings(a, ua, b, ub), b) is monotone_crossings(b, ub, a, ua):
+    the same crossings, points, angles and order, bit for bit; and both agree with the all-pairs
+    segment_crossings (the lens audit's ends)."""
+    rng = np.random.default_rng(seed)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    ua, ub = np.cumsum(rng.uniform(0.3, 6.0, m)), np.cumsum(rng.uniform(0.3, 6.0, k))
+    a = np.stack([ua, rng.uniform(0, 20, m)], 1) @ rot.T
+    b = np.stack([ub, rng.uniform(0, 20, k)], 1) @ rot.T
+    ab = geo.monotone_crossings(a, ua, b, ub)
+    want = geo.monotone_crossings(b, ub, a, ua)
+    got = geo.seen_from_other(ab, b)
+    _same_bits(got, want, ("first", "second", "segment", "points", "angle_deg", "other_segment"))
+    _same_bits(got, geo.segment_crossings(b, a))
+    assert len(got) == len(ab) and got.other_t is None
+
+
+def test_crossings_seen_from_the_other_polyline_need_the_other_side():
+    a = np.array([[0.0, 0.0], [10.0, 10.0]])
+    b = np.array([[0.0, 10.0], [10.0, 0.0]])
+    with pytest.raises(ValueError, match="monotone_crossings"):
+        geo.seen_from_other(geo.segment_crossings(a, b), b)
+    # the property above is not vacuous: random pairs like its cross many times
+    a, b = (np.stack([np.cumsum(np.random.default_rng(1).uniform(0.3, 6.0, 30)), np.random.default_rng(s).uniform(0, 20, 30)], 1) for s in (2, 3))
+    assert len(geo.monotone_crossings(a, a[:, 0], b, b[:, 0])) > 3

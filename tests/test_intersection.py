@@ -262,7 +262,7 @@ def test_pair_crossings_equal_monotone_crossings_pair_by_pair():
         assert set(got) == {(i, j) for i in range(n) for j in range(i + 1, n)}
         for (i, j), cr in got.items():
             want = geo.monotone_crossings(lines[i], us[i], lines[j], us[j])
-            for f in ("first", "second", "segment", "points", "angle_deg"):
+            for f in ("first", "second", "segment", "points", "angle_deg", "other_segment", "other_t"):
                 a, b = getattr(cr, f), getattr(want, f)
                 assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), f
             checked += len(cr)
