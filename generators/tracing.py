@@ -214,20 +214,21 @@ class TracingTask:
             "total": draw_int(rng, k["crossings"]) if k["exact_crossings"] else None,
         }
         hint = "loosen the crossings range or the audit thresholds"
-        return first_accepted(self.name, lambda: self._attempt(rng, params, **draw), k, hint)
+        f = self._frame(params, draw["thickness"])  # the same for every attempt
+        return first_accepted(self.name, lambda: self._attempt(rng, params, f, **draw), k, hint)
 
     def _attempt(
-        self, rng: np.random.Generator, params: Mapping[str, Any], n: int, bends: int, thickness: int, q: int, dest: int, total: int | None
+        self, rng: np.random.Generator, params: Mapping[str, Any], f: Mapping[str, float], n: int, bends: int, thickness: int, q: int, dest: int, total: int | None
     ) -> Scene | str:
-        """One scene, or the name of the audit rule it broke (cheapest checks first)."""
+        """One scene, or the name of the audit rule it broke (cheapest checks first); `f`: the frame."""
         k = params["knobs"]
         w, h = params["canvas"]
         lo_x, hi_x = bounds_of(k["crossings"]) if total is None else (total, total)
-        f = self._frame(params, thickness)
+        free = f["y_hi"] - f["y_lo"] - (n - 1) * f["slot"]
+        offsets = np.arange(n) * f["slot"]
 
         def slots() -> np.ndarray:  # n sorted positions at least `slot` apart in [y_lo, y_hi]
-            free = f["y_hi"] - f["y_lo"] - (n - 1) * f["slot"]
-            return f["y_lo"] + np.sort(rng.uniform(0.0, free, n)) + np.arange(n) * f["slot"]
+            return f["y_lo"] + np.sort(rng.uniform(0.0, free, n)) + offsets
 
         y_start = slots()
         y_end = slots()

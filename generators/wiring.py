@@ -162,6 +162,7 @@ def schedule(plan: Plan, n: int, rng: np.random.Generator, layers: int = 0, go: 
     for e, mv in enumerate(plan.swaps):
         for x in mv.lines:
             queue[x].append(e)
+    starts_at = [dict(zip(mv.lines, (lv[0] for lv in mv.levels))) for mv in plan.swaps]  # swap -> line -> level it leaves
     head = [0] * n
     level = [0] * n
     for r, line in enumerate(plan.start_order):
@@ -175,13 +176,16 @@ def schedule(plan: Plan, n: int, rng: np.random.Generator, layers: int = 0, go: 
     def next_swap(x: int) -> int | None:
         return queue[x][head[x]] if head[x] < len(queue[x]) else None
 
-    def faces(x: int) -> bool:
-        e = next_swap(x)
-        return e is not None and level[x] == plan.swaps[e].levels[plan.swaps[e].lines.index(x)][0]
+    def faces(x: int, e: int | None) -> bool:  # (e: x's next swap)
+        return e is not None and level[x] == starts_at[e][x]
 
     while done < m or any(feints):
         moved: set[int] = set()
-        ready = [e for e in range(m) if all(next_swap(x) == e and faces(x) for x in plan.swaps[e].lines)] if done < m else []
+        ready = []  # the swaps that are next for both their lines, both facing, in plan order
+        if done < m:
+            nxt = [next_swap(x) for x in range(n)]
+            ready = [e for e in sorted({e for e in nxt if e is not None})
+                     if all(nxt[x] == e and faces(x, e) for x in plan.swaps[e].lines)]
         for e in ready:
             if rng.random() < go or len(ready) == 1 and not any(feints):
                 mv = plan.swaps[e]
@@ -196,8 +200,9 @@ def schedule(plan: Plan, n: int, rng: np.random.Generator, layers: int = 0, go: 
         for x in range(n):
             if x in moved or not feints[x]:
                 continue
-            must_turn = next_swap(x) is not None and not faces(x)
-            need_after = (0 if must_turn else (1 if next_swap(x) is not None else 0)) + later[x]
+            e = next_swap(x)
+            must_turn = e is not None and not faces(x, e)
+            need_after = (0 if must_turn else (1 if e is not None else 0)) + later[x]
             if feints[x] - 1 < need_after:
                 continue
             spare = feints[x] - (int(must_turn) + later[x])
