@@ -159,3 +159,21 @@ def test_a_neighbourhood_wider_than_a_short_grid_side():
     geometry = {"canvas": [448, 160], "targets": [{"type": "rect", "box": [10, 10, 30, 30]}]}
     values = attention_map(geometry, "qwen2.5-vl", radius=12).values
     assert values.sum() == pytest.approx(1.0) and values.min() > 0
+
+
+def test_cached_grid_preparation_follows_the_grid_it_was_made_for():
+    """Clipped edges are prepared once per read-only (cached) grid; a grid whose edges can still
+    change is prepared afresh each time, so changing it changes the areas."""
+    from linebench.grids import TokenGrid
+
+    target = [{"type": "rect", "box": [0.0, 0.0, 30.0, 30.0]}]
+    lay = layout("grid4", (40, 40))
+    first = target_areas(target, lay.grids[0], lay.canvas)
+    assert target_areas(target, lay.grids[0], lay.canvas).tobytes() == first.tobytes()
+    assert not lay.grids[0].x_edges.flags.writeable  # a cached layout's grid: prepared once
+    edges = np.linspace(0.0, 40.0, 5)
+    mine = TokenGrid(4, 4, edges.copy(), edges.copy())
+    assert target_areas(target, mine, (40, 40)).tobytes() == first.tobytes()
+    mine.x_edges[:] = np.linspace(0.0, 80.0, 5)  # 20 px wide cells now
+    moved = target_areas(target, mine, (40, 40))
+    assert moved[0, 0] == pytest.approx(200.0) and moved[0, 1] == pytest.approx(100.0) and moved[0, 2:].sum() == 0.0
