@@ -46,14 +46,17 @@ def _orders(n: int, q: int, dest: int, total: int) -> tuple[tuple[int, ...], ...
     must cross something: twice then); of those, the ones with the most inversions (random curves
     rarely cross twice, so these pass the exact count most often)."""
     rest = [s for s in range(n) if s != dest]
-    by_inv: dict[int, list[tuple[int, ...]]] = {}
-    for others in itertools.permutations(rest):
-        perm = others[:q] + (dest,) + others[q:]
-        inv = sum(perm[i] > perm[j] for i in range(n) for j in range(i + 1, n))
-        q_inv = sum((perm[i] > dest) != (i > q) for i in range(n) if i != q)
-        if inv + (2 if q_inv == 0 else 0) <= total and (total - inv) % 2 == 0:
-            by_inv.setdefault(inv, []).append(perm)
-    return tuple(by_inv[max(by_inv)]) if by_inv else ()
+    others = np.array(list(itertools.permutations(rest)), dtype=np.int64).reshape(-1, n - 1)  # in permutations' order
+    perms = np.insert(others, q, dest, axis=1)  # [P, n]
+    first, second = geo.pairs(n)
+    inv = (perms[:, first] > perms[:, second]).sum(axis=1)
+    not_q = np.arange(n) != q
+    q_inv = ((perms[:, not_q] > dest) != (np.arange(n)[not_q] > q)).sum(axis=1)
+    ok = (inv + np.where(q_inv == 0, 2, 0) <= total) & ((total - inv) % 2 == 0)
+    if not ok.any():
+        return ()
+    best = ok & (inv == inv[ok].max())
+    return tuple(tuple(int(v) for v in p) for p in perms[best])
 
 
 def _vertices(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
