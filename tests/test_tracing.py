@@ -179,3 +179,32 @@ def test_end_assignments_realise_the_total():
             inv = sum(perm[i] > perm[j] for i in range(n) for j in range(i + 1, n))
             assert perm[q] == dest and inv <= total and (total - inv) % 2 == 0
     assert _orders(3, 0, 2, 1) == ()  # the top curve cannot reach the bottom end with one crossing
+
+
+def test_end_assignments_are_exactly_the_most_inverted_realisable_ones():
+    """From the definition, by brute force: every assignment with perm[q] = dest whose inversions
+    fit the total (same parity, two more when the queried curve is in none), those with the most
+    inversions, in itertools.permutations order."""
+    import itertools
+
+    from generators.tracing import _orders
+
+    def inversions(p):
+        return sum(p[i] > p[j] for i in range(len(p)) for j in range(i + 1, len(p)))
+
+    checked = 0
+    for n, q, dest, total in [(3, 1, 1, 2), (3, 0, 0, 3), (4, 0, 3, 3), (4, 2, 2, 4), (5, 1, 3, 6), (6, 5, 0, 8), (6, 2, 2, 5)]:
+        fits = []
+        for p in itertools.permutations(range(n)):
+            if p[q] != dest:
+                continue
+            inv = inversions(p)
+            q_free = all((p[i] > dest) == (i > q) for i in range(n) if i != q)
+            if inv + (2 if q_free else 0) <= total and (total - inv) % 2 == 0:
+                fits.append((inv, p))
+        most = max(inv for inv, _ in fits)
+        want = tuple(p for inv, p in fits if inv == most)
+        got = _orders(n, q, dest, total)
+        assert got == want and all(type(v) is int for p in got for v in p), (n, q, dest, total)
+        checked += len(got)
+    assert checked > 20
