@@ -419,12 +419,10 @@ def _pair_crossings(lines: list[np.ndarray], us: list[np.ndarray]) -> dict[tuple
         size = np.array([len(us[j]) for j in others])  # vertices of each line j
         start = np.concatenate([[0], np.cumsum(size)[:-1]])
         b = np.concatenate([lines[j] for j in others])
-        lo = np.stack([geo.clip(np.searchsorted(us[j], ua[:-1], side="right") - 1, 0, len(us[j]) - 2) for j in others])  # [J, M-1]
-        hi = np.stack([geo.clip(np.searchsorted(us[j], ua[1:], side="left"), 1, len(us[j]) - 1) for j in others])
+        lo, hi = (np.stack(side) for side in zip(*(geo.overlap_window(ua, us[j]) for j in others)))  # [J, M-1] each
         width = int((hi - lo).max(initial=0))
         if width <= 0:  # no segments overlap in u: no crossings (as monotone_crossings gives them)
-            none = np.zeros(0, np.int64)
-            out.update({(i, j): geo.Crossings(none, none, none, np.zeros((0, 2)), np.zeros(0), none, np.zeros(0)) for j in others})
+            out.update({(i, j): geo.Crossings.none() for j in others})
             continue
         cand = lo[:, :, None] + np.arange(width)  # [J, M-1, W] candidate segments of line j
         jj, si, w = np.nonzero(cand < hi[:, :, None])  # per j: a's segments in order, then b's

@@ -133,6 +133,12 @@ class Crossings:
     def __len__(self) -> int:
         return int(self.points.shape[0])
 
+    @staticmethod
+    def none() -> "Crossings":
+        """No crossings (of one pair: both polylines' segments known, all empty)."""
+        empty = np.zeros(0, dtype=np.int64)
+        return Crossings(empty, empty, empty, np.zeros((0, 2)), np.zeros(0), empty, np.zeros(0))
+
 
 def segment_crossings(a: np.ndarray, b: np.ndarray) -> Crossings:
     """Proper crossings between polylines `a` [M, 2] and `b` [K, 2] (any shape, all segment pairs).
@@ -166,12 +172,10 @@ def monotone_crossings(a: np.ndarray, ua: np.ndarray, b: np.ndarray, ub: np.ndar
     that axis can cross, so only those pairs are tested; the result is the same, in the same order."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    lo = clip(np.searchsorted(ub, ua[:-1], side="right") - 1, 0, len(ub) - 2)  # first b segment reaching a's start
-    hi = clip(np.searchsorted(ub, ua[1:], side="left"), 1, len(ub) - 1)  # one past the last b segment starting before a's end
+    lo, hi = overlap_window(ua, ub)
     width = int((hi - lo).max(initial=0))
     if width <= 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return Crossings(empty, empty, empty, np.zeros((0, 2)), np.zeros(0), empty, np.zeros(0))
+        return Crossings.none()
     j = lo[:, None] + np.arange(width)[None, :]  # [M-1, W] candidate segments of b
     ok = j < hi[:, None]
     i = np.broadcast_to(np.arange(len(a) - 1)[:, None], j.shape)[ok]
@@ -180,6 +184,15 @@ def monotone_crossings(a: np.ndarray, ua: np.ndarray, b: np.ndarray, ub: np.ndar
     i = i[hit]
     zeros = np.zeros(len(i), dtype=np.int64)
     return Crossings(zeros, zeros + 1, i.astype(np.int64), pts, ang, j[hit].astype(np.int64), u)
+
+
+def overlap_window(ua: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each segment k of a polyline with increasing vertex coordinates `ua`: the segments
+    [lo[k], hi[k]) of one with coordinates `ub` whose spans can overlap it (monotone_crossings'
+    candidates)."""
+    lo = clip(np.searchsorted(ub, ua[:-1], side="right") - 1, 0, len(ub) - 2)  # first b segment reaching a's start
+    hi = clip(np.searchsorted(ub, ua[1:], side="left"), 1, len(ub) - 1)  # one past the last b segment starting before a's end
+    return lo, hi
 
 
 def seen_from_other(cr: Crossings, b: np.ndarray) -> Crossings:
