@@ -22,6 +22,7 @@ import argparse
 import io
 import multiprocessing as mp
 import os
+import pickle
 import platform
 import resource
 import subprocess
@@ -186,6 +187,7 @@ def timed_pool(fn, n: int, workers: int) -> float:
 # ---- where the time of one row goes (one process) --------------------------------------------
 def breakdown(n: int) -> list[tuple[str, float]]:
     """Milliseconds per row for each stage of `RowMaker.__call__`, timed separately in this process."""
+    from linebench.dataset import CHUNK_ROWS, encode_shard, features
     from linebench.samples import dumps, scene_maps
 
     maker = RowMaker(RunSpec(TASK, n=n))
@@ -212,9 +214,20 @@ def breakdown(n: int) -> list[tuple[str, float]]:
         dumps(s.geometry)
     stages.append(("JSON", time.perf_counter() - t))
     t = time.perf_counter()
-    for i in range(n):
-        maker(i)
+    rows = [maker(i) for i in range(n)]
     stages.append(("whole row (RowMaker)", time.perf_counter() - t))
+    # What the main process adds per row: receiving the rows from the workers (a pickle round trip
+    # per work item, as multiprocessing does) and encoding them into parquet shards.
+    t = time.perf_counter()
+    for c in range(0, n, CHUNK_ROWS):
+        pickle.loads(pickle.dumps(rows[c:c + CHUNK_ROWS], protocol=pickle.HIGHEST_PROTOCOL))
+    stages.append(("to the writer (pickle round trip)", time.perf_counter() - t))
+    schema = features(maker.spec).arrow_schema
+    encode_shard(rows[:1000], schema)  # outside the timing: pyarrow's memory pool grows to a shard once per process
+    t = time.perf_counter()
+    for c in range(0, n, 1000):
+        encode_shard(rows[c:c + 1000], schema)
+    stages.append(("parquet shard encode (writer)", time.perf_counter() - t))
     return [(name, 1000 * sec / n) for name, sec in stages]
 
 

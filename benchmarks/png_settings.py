@@ -5,8 +5,12 @@
 Draws the first N pictures of each task (default run spec, the product's renderer), then encodes
 each with OpenCV at zlib levels 1 and 3, the None / Sub / Up row filters and the default / RLE
 zlib strategies, and once with Python's zlib on the same filter-None scanlines (to see whether
-OpenCV's bundled zlib differs from the system one). Prints ms per picture (best of 3 passes) and
-the mean size. The product uses level 3, filter None, default strategy (`linebench.render.PNG_PARAMS`).
+OpenCV's bundled zlib differs from the system one). Where they are installed (`pip install
+zlib-ng isal deflate`; none is a dependency of linebench), the same scanlines also go through
+zlib-ng (`zlib_ng`), Intel ISA-L (`isal.isal_zlib`) and libdeflate (`deflate`), the faster deflate
+libraries issue 18 asked about; their times include building the scanlines, which a PNG writer
+around them would have to do. Prints ms per picture (best of 3 passes) and the mean size. The
+product uses level 3, filter None, default strategy (`linebench.render.PNG_PARAMS`).
 """
 from __future__ import annotations
 
@@ -54,10 +58,12 @@ def idat(png: bytes) -> bytes:
 
 
 def scanlines(bgr: np.ndarray) -> bytes:
-    """The filter-None PNG scanlines of an RGB picture: a 0 byte, then the row."""
+    """The filter-None PNG scanlines of an RGB picture: a 0 byte, then the row (about 0.1-0.25 ms
+    for 448 x 448: OpenCV swaps the channels; numpy's reversed view `bgr[..., ::-1]` takes 1.7 ms)."""
     h = bgr.shape[0]
-    buf = np.zeros((h, bgr.shape[1] * 3 + 1), np.uint8)
-    buf[:, 1:] = bgr[..., ::-1].reshape(h, -1)
+    buf = np.empty((h, bgr.shape[1] * 3 + 1), np.uint8)
+    buf[:, 0] = 0
+    buf[:, 1:] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).reshape(h, -1)
     return buf.tobytes()
 
 
@@ -82,6 +88,36 @@ def main() -> None:
         same = sum(idat(p) == z for p, z in zip(product, packed))
         print(f"| {task} | Python zlib.compress(level 3) on the same scanlines | none | 3 | {ms:.2f} | "
               f"{np.mean([len(z) for z in packed]) / 1024:.1f} (IDAT identical to OpenCV's: {same}/{len(imgs)}) |")
+        for name, compress, levels in faster_deflates():
+            for level in levels:
+                ms, packed = best_of(lambda x: compress(scanlines(x), level), imgs)
+                print(f"| {task} | {name} on scanlines built from the picture | none | {level} | {ms:.2f} | "
+                      f"{np.mean([len(z) for z in packed]) / 1024:.1f} |")
+
+
+def faster_deflates() -> list[tuple[str, object, tuple[int, ...]]]:
+    """(name, compress(data, level), levels) for each faster deflate library that is installed."""
+    found = []
+    try:
+        import zlib_ng.zlib_ng as zng
+
+        found.append((f"zlib-ng {zng.ZLIBNG_VERSION}", zng.compress, (1, 3)))
+    except ImportError:
+        pass
+    try:
+        import isal
+        from isal import isal_zlib
+
+        found.append((f"ISA-L {isal.ISAL_VERSION}", isal_zlib.compress, (0, 1, 2, 3)))
+    except ImportError:
+        pass
+    try:
+        import deflate
+
+        found.append((f"libdeflate (deflate {deflate.__version__})", deflate.zlib_compress, (1, 3, 6)))
+    except ImportError:
+        pass
+    return found
 
 
 if __name__ == "__main__":
