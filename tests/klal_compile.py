@@ -85,7 +85,7 @@ def main() -> int:
         for fn in ("_lse", "_logq", "_colsum", "_grad")
         if fn == "_grad" or not (atomic or per_row)
     ]
-    # the compiles are independent: one process per core (the test suite itself runs on one)
+    # the compiles are independent: one process per core
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     with ctx.Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
         results = pool.map(compile_one, jobs, chunksize=1)
