@@ -186,7 +186,8 @@ def timed_pool(fn, n: int, workers: int) -> float:
 
 # ---- where the time of one row goes (one process) --------------------------------------------
 def breakdown(n: int) -> list[tuple[str, float]]:
-    """Milliseconds per row for each stage of `RowMaker.__call__`, timed separately in this process."""
+    """Milliseconds per row for each stage of `RowMaker.__call__`, then for what the writer adds,
+    timed separately in this process."""
     from linebench.dataset import CHUNK_ROWS, encode_shard, features
     from linebench.samples import dumps, scene_maps
 
