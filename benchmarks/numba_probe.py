@@ -110,7 +110,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=300, help="intersection rows whose scenes are measured")
     args = ap.parse_args()
-    import numba
+    try:
+        import numba
+    except ImportError:
+        sys.exit("numba is not installed (it is not a linebench dependency): pip install numba")
 
     with tempfile.TemporaryDirectory() as d:
         with open(f"{d}/numba_kernel.py", "w") as f:
