@@ -25,7 +25,7 @@ import numpy as np
 
 from linebench import geometry as geo
 from linebench.errors import UsageError
-from linebench.render import PALETTE, Disc, Polygon, Polyline, Primitive, Text, text_box, text_size
+from linebench.render import PALETTE, Disc, Polygon, Polyline, Primitive, Text, text_box, text_pad, text_size
 from linebench.tasks import Column, Knob, Scene, bounds_of, draw_int, first_accepted
 
 LINE_RGB = (110, 110, 110)  # grid lines: neutral grey, unlike every palette colour
@@ -104,7 +104,7 @@ class Layout:
 def _layout(w: int, h: int, n: int, labels: bool, line_px: int, border: float, gap: float) -> Layout | str:
     """The grid layout, or why there is none."""
     half = line_px / 2.0
-    pad = FONT_THICKNESS / 2.0 + 1.0  # text_box adds this on every side of the glyph metrics
+    pad = text_pad(FONT_THICKNESS)  # text_box adds this on every side of the strokes
     for scale in FONT_SCALES if labels else (0.0,):
         if labels:
             metrics = [text_size(str(i), scale, FONT_THICKNESS) for i in range(1, n + 1)]

@@ -1,8 +1,11 @@
 """Deterministic rasterisation (OpenCV, anti-aliased) and PNG encoding.
 
 Tasks describe a picture as a list of primitives; this module is the only place that turns
-them into pixels. OpenCV's drawing is integer arithmetic on a 1/16 px lattice (`shift=4`), so the
-same primitives give the same bytes on every machine with the same OpenCV build.
+them into pixels. OpenCV's drawing is integer arithmetic on a 1/16 px lattice (`shift=4`; text
+strokes on 1/65536 px), so the same primitives give the same pixels on every machine. Text is
+drawn as polylines of linebench's own font (`font`), never with OpenCV's text functions, whose
+metrics and glyphs change between OpenCV versions; the pixels of every primitive here were
+measured identical with OpenCV 4.14, 5.0 and 5.1 (docs/releases.md).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Sequence, Union
 import cv2
 import numpy as np
 
+from . import font
+from .font import text_size
 from .geometry import SUBPIXEL
 
 # Parallelism is ours (one process per core); OpenCV worker threads only contend, and a
@@ -23,7 +28,6 @@ cv2.setNumThreads(0)
 SHIFT = 4  # log2(SUBPIXEL)
 assert 1 << SHIFT == SUBPIXEL
 
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 # No PNG row filter + zlib level 3: for flat synthetic drawings this is both the smallest and the
 # fastest setting we measured (see docs/benchmarks.md); changing it changes every image's bytes.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
@@ -77,23 +81,36 @@ class Polygon:
 Primitive = Union[Polyline, Disc, Text, Polygon]
 
 
-def text_box(text: str, origin: tuple[int, int], scale: float, thickness_px: int) -> tuple[float, float, float, float]:
-    """The box (x0, y0, x1, y1) that `Text(text, origin, scale, _, thickness_px)` draws into.
-
-    OpenCV's metrics cover the glyphs' stroke centres; half the stroke (plus the anti-aliasing
-    pixel) is added on every side so the box contains every inked pixel.
-    """
-    w, h, baseline = text_size(text, scale, thickness_px)
-    pad = thickness_px / 2.0 + 1.0
-    x, y = origin[0] + 0.5, origin[1] + 0.5  # OpenCV pixel centres are integers, ours half-integers
-    return (x - pad, y - h - pad, x + w + pad, y + baseline + pad)
-
-
 @functools.lru_cache(maxsize=4096)
-def text_size(text: str, scale: float, thickness_px: int) -> tuple[int, int, int]:
-    """(width, height above baseline, depth below baseline) in px."""
-    (w, h), baseline = cv2.getTextSize(text, FONT, scale, thickness_px)
-    return w, h, baseline
+def _ink_extent(text: str, scale: float) -> tuple[float, float, float, float] | None:
+    """The box of the stroke centre lines of `text` drawn at origin (0, 0), in px; None for no ink."""
+    strokes = font.text_strokes(text, (0, 0), scale)
+    if not strokes:
+        return None
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    unit = float(1 << font.FIXED_SHIFT)  # exact: the division only moves the binary point
+    return (int(lo[0]) / unit, int(lo[1]) / unit, int(hi[0]) / unit, int(hi[1]) / unit)
+
+
+def text_pad(thickness_px: int) -> float:
+    """How far beyond its strokes' centre lines text inks any pixel, counting each inked pixel's
+    whole square: half the stroke, OpenCV's anti-aliasing ring and pixel rounding. Measured at most
+    thickness/2 + 2.6 px on every glyph at scales 0.3-1.3 and thicknesses 1-4 (tests/test_render.py)."""
+    return thickness_px / 2.0 + 3.0
+
+
+def text_box(text: str, origin: tuple[int, int], scale: float, thickness_px: int) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1) that `Text(text, origin, scale, _, thickness_px)` draws into: the
+    strokes' centre lines plus `text_pad` on every side, so it holds every inked pixel. Text
+    without ink (spaces) gets its metric box."""
+    pad = text_pad(thickness_px)
+    x, y = origin[0] + 0.5, origin[1] + 0.5  # OpenCV pixel centres are integers, ours half-integers
+    ink = _ink_extent(text, scale)
+    if ink is None:
+        w, h, depth = text_size(text, scale, thickness_px)
+        return (x - pad, y - h - pad, x + w + pad, y + depth + pad)
+    return (x + ink[0] - pad, y + ink[1] - pad, x + ink[2] + pad, y + ink[3] + pad)
 
 
 def _bgr(c: RGB) -> tuple[int, int, int]:
@@ -128,7 +145,9 @@ def rasterise(
             pts = np.round((np.asarray(p.points) - 0.5) * SUBPIXEL).astype(np.int32)
             cv2.fillPoly(img, [pts], _bgr(p.colour), cv2.LINE_AA, SHIFT)
         elif isinstance(p, Text):
-            cv2.putText(img, p.text, p.origin, FONT, p.scale, _bgr(p.colour), int(p.thickness_px), cv2.LINE_AA)
+            strokes = font.text_strokes(p.text, p.origin, p.scale)
+            if strokes:
+                cv2.polylines(img, strokes, False, _bgr(p.colour), int(p.thickness_px), cv2.LINE_AA, font.FIXED_SHIFT)
         else:  # pragma: no cover - programming error in a task
             raise TypeError(f"unknown primitive {type(p).__name__}")
     return img
