@@ -350,7 +350,11 @@ def verify(
                 if report.ok:
                     write(rel, manifest["generator_version"], split_digests(folder, manifest))
             else:
-                report.problems.extend(check_release(folder, manifest, rel))
+                problems, notes = check_release(folder, manifest, rel)
+                report.problems.extend(problems)
+                report.notes.extend(notes)
+    for note in report.notes:
+        err_console.print(Text(f"note: {note}"), soft_wrap=True)
     for p in report.problems[:50]:
         err_console.print(Text(f"mismatch: {p}"), soft_wrap=True)
     if len(report.problems) > 50:
@@ -359,6 +363,8 @@ def verify(
     certified = ""
     if rel is not None and report.ok:
         certified = f"; checksums written to {rel.path}" if write_checksums else f"; content matches {rel.path}"
+        if report.notes and not write_checksums:
+            certified += " (images: see the note above)"
     out_console.print(f"{status}: {report.shards} shard(s) checked, {report.rows_checked} row(s) re-rendered{certified}")
     if not report.ok:
         raise typer.Exit(1)

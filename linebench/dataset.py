@@ -40,6 +40,7 @@ from .errors import GenerationError, Interrupted, MapError, UsageError
 from .folder import MANIFEST, MAX_SHARDS, RUN_FILE, expected_shards, read_manifest, read_run_file, sha256_bytes, sha256_file, write_manifest
 from .fsio import atomic_write, check_path_text, fsync_dir, umask, why
 from .grids import grid_shape, layout
+from .render import renderer
 from .samples import RowMaker, RunSpec, generator_version, scene_maps
 from .tasks import Task, get_task
 
@@ -657,6 +658,7 @@ def write_finished(target: Path, specs, spec_dicts, run, feats, shard_size: int,
     manifest = {
         "linebench_version": __version__,
         "generator_version": run["generator_version"],
+        "renderer": renderer(),  # pixels may depend on it; row content never does
         "task": specs[0].task,
         "command": command or "\n".join(canonical_command(s, shard_size) for s in specs),
         "specs": spec_dicts,

@@ -19,13 +19,15 @@ A spec file (TOML):
     [checksums.train]
     rows = 50000
     sha256 = "..."               # content of every row, in order
+    sha256_no_images = "..."     # the same without the image column
     head_rows = 16
     head_sha256 = "..."          # content of the first `head_rows` rows (cheap to regenerate)
     head_sha256_no_images = "..."  # the same without the image column (independent of OpenCV)
 
 Checksums are over row *content* (every column's values in row order, in a fixed byte encoding),
-not over parquet files, so they do not depend on the pyarrow version or the shard size. Image
-bytes do depend on the OpenCV/zlib build (see docs/design.md).
+not over parquet files, so they do not depend on the pyarrow version or the shard size. Every
+column but the image is a function of linebench alone; the pixels were measured the same with
+OpenCV 4.14, 5.0 and 5.1, but a renderer may change them (docs/releases.md).
 """
 
 from __future__ import annotations
@@ -210,35 +212,51 @@ def _update(hashers: dict[str, Any], name: str, col: pa.ChunkedArray | pa.Array)
         raise TypeError(f"no content encoding for {t}")
 
 
-def content_digest(tables: Iterable[pa.Table], limit: int | None = None, skip: tuple[str, ...] = ()) -> tuple[str, int]:
-    """sha256 over the content of rows (in order), column by column (but `skip`) -> (hex digest, rows)."""
+def _column_hashes(tables: Iterable[pa.Table], limit: int | None = None) -> tuple[dict[str, Any], int]:
+    """One pass over rows (in order): a hash stream per column part, and the rows read."""
     hashers: dict[str, Any] = {}
     rows = 0
     for table in tables:
         if limit is not None:
             table = table.slice(0, limit - rows)
         for name in table.column_names:
-            if name in skip:
-                continue
             _update(hashers, name, table.column(name))
         rows += table.num_rows
         if limit is not None and rows >= limit:
             break
+    return hashers, rows
+
+
+def _combine(hashers: Mapping[str, Any], rows: int, skip: tuple[str, ...] = ()) -> str:
     top = hashlib.sha256(rows.to_bytes(8, "little"))
     for name in sorted(hashers):
-        top.update(name.encode("utf-8") + b"\0" + hashers[name].digest())
-    return top.hexdigest(), rows
+        if name.split("/", 1)[0] not in skip:
+            top.update(name.encode("utf-8") + b"\0" + hashers[name].digest())
+    return top.hexdigest()
+
+
+def content_digest(tables: Iterable[pa.Table], limit: int | None = None, skip: tuple[str, ...] = ()) -> tuple[str, int]:
+    """sha256 over the content of rows (in order), column by column (but `skip`) -> (hex digest, rows)."""
+    hashers, rows = _column_hashes(tables, limit)
+    return _combine(hashers, rows, skip), rows
 
 
 def split_digests(folder: Path, manifest: Mapping[str, Any], head_rows: int = HEAD_ROWS) -> dict[str, dict[str, Any]]:
-    """Per split of a generated folder: rows, content sha256, and the same for its first rows."""
+    """Per split of a generated folder: rows, content sha256 with and without the images, and the
+    same for its first rows."""
     out = {}
     for split in manifest["splits"]:
         paths = [Path(folder) / s["path"] for s in manifest["shards"] if s["split"] == split]
-        sha, rows = content_digest(pq.read_table(p) for p in paths)
-        head, n_head = content_digest((pq.read_table(p) for p in paths), limit=head_rows)
-        head_ni, _ = content_digest((pq.read_table(p) for p in paths), limit=head_rows, skip=("image",))
-        out[split] = {"rows": rows, "sha256": sha, "head_rows": n_head, "head_sha256": head, "head_sha256_no_images": head_ni}
+        every, rows = _column_hashes(pq.read_table(p) for p in paths)
+        head, n_head = _column_hashes((pq.read_table(p) for p in paths), limit=head_rows)
+        out[split] = {
+            "rows": rows,
+            "sha256": _combine(every, rows),
+            "sha256_no_images": _combine(every, rows, skip=("image",)),
+            "head_rows": n_head,
+            "head_sha256": _combine(head, n_head),
+            "head_sha256_no_images": _combine(head, n_head, skip=("image",)),
+        }
     return out
 
 
@@ -253,26 +271,37 @@ def layout_problems(folder: Path, manifest: Mapping[str, Any], release: Release)
     return [f"data/ holds shard(s) that manifest.json does not list: {', '.join(extra[:5])}"] if extra else []
 
 
-def check_release(folder: Path, manifest: Mapping[str, Any], release: Release) -> list[str]:
-    """Problems that keep `folder` from being a faithful copy of `release` (empty: certified)."""
+def check_release(folder: Path, manifest: Mapping[str, Any], release: Release) -> tuple[list[str], list[str]]:
+    """(problems that keep `folder` from being a faithful copy of `release`, notes). No problems:
+    certified. A split whose every column but the images matches is certified for its content;
+    its images are a note, not a problem, when another renderer made them than the checksums'
+    (pixels may depend on the renderer's version, content never does: docs/releases.md)."""
     problems = layout_problems(folder, manifest, release)
     if problems:
-        return problems
+        return problems, []
     sums = release.checksums
     if not sums:
-        return [f"{release.path} has no [checksums] yet; write them with `linebench verify DIR --spec {release.path} --write-checksums`"]
+        return [f"{release.path} has no [checksums] yet; write them with `linebench verify DIR --spec {release.path} --write-checksums`"], []
     if manifest.get("generator_version") != sums.get("generator_version"):
         problems.append(
             f"generator version {manifest.get('generator_version')} differs from the spec's checksums "
             f"({sums.get('generator_version')}): the checksums belong to another generator"
         )
+    notes: list[str] = []
+    made_by, checked_by = manifest.get("renderer"), sums.get("renderer")
     for split, got in split_digests(folder, manifest).items():
         ref = sums.get(split)
         if not ref:
             problems.append(f"{split}: no checksum in {release.path}")
-        elif (got["rows"], got["sha256"]) != (ref.get("rows"), ref.get("sha256")):
+        elif (got["rows"], got["sha256"]) == (ref.get("rows"), ref.get("sha256")):
+            continue
+        elif got["rows"] == ref.get("rows") and got["sha256_no_images"] == ref.get("sha256_no_images"):
+            line = (f"{split}: content certified (every column but the images); the images' bytes differ from the release's "
+                    f"(made with {made_by or 'an unrecorded renderer'}, the checksums with {checked_by or 'an unrecorded renderer'})")
+            (notes if made_by and checked_by and made_by != checked_by else problems).append(line)
+        else:
             problems.append(f"{split}: content sha256 {got['sha256'][:16]}... differs from the spec's {str(ref.get('sha256'))[:16]}...")
-    return problems
+    return problems, notes
 
 
 def same_specs(manifest: Mapping[str, Any], release: Release) -> bool:
@@ -283,7 +312,7 @@ def same_specs(manifest: Mapping[str, Any], release: Release) -> bool:
 
 def write_checksums(release: Release, generator_version: str, digests: Mapping[str, Mapping[str, Any]]) -> None:
     """Replace the spec file's [checksums] tables (kept last in the file) with `digests`."""
-    import cv2
+    from .render import renderer
 
     text = release.path.read_text()
     m = re.search(r"^\[checksums[\].]", text, flags=re.M)
@@ -294,7 +323,7 @@ def write_checksums(release: Release, generator_version: str, digests: Mapping[s
     lines = [
         "[checksums]  # written by `linebench verify DIR --spec FILE --write-checksums`; do not edit",
         f'generator_version = "{generator_version}"',
-        f'opencv = "{cv2.__version__}"  # image bytes depend on the OpenCV build',
+        f'renderer = "{renderer()}"  # pixels may depend on it; every other column never does',
     ]
     for split, d in digests.items():
         lines += [
@@ -302,6 +331,7 @@ def write_checksums(release: Release, generator_version: str, digests: Mapping[s
             f"[checksums.{split}]",
             f"rows = {d['rows']}",
             f'sha256 = "{d["sha256"]}"',
+            f'sha256_no_images = "{d["sha256_no_images"]}"',
             f"head_rows = {d['head_rows']}",
             f'head_sha256 = "{d["head_sha256"]}"',
             f'head_sha256_no_images = "{d["head_sha256_no_images"]}"',

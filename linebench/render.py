@@ -153,6 +153,24 @@ def rasterise(
     return img
 
 
+def renderer() -> str:
+    """What draws the pixels (recorded in manifests: `verify` tells a renderer's difference from damage)."""
+    return f"OpenCV {cv2.__version__}"
+
+
+def pixel_difference(png_a: bytes, png_b: bytes) -> tuple[int, int] | None:
+    """(pixels that differ, largest difference in any channel, 0-255) between two PNGs of the same
+    size; None if either is not a decodable picture or the sizes differ."""
+    try:
+        a, b = decode_png(png_a), decode_png(png_b)
+    except (cv2.error, TypeError, ValueError):
+        return None
+    if a is None or b is None or a.shape != b.shape:
+        return None
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2)
+    return int((diff > 0).sum()), int(diff.max())
+
+
 def encode_png(bgr: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", bgr, PNG_PARAMS)
     if not ok:  # pragma: no cover - OpenCV failure
@@ -163,4 +181,6 @@ def encode_png(bgr: np.ndarray) -> bytes:
 def decode_png(data: bytes) -> np.ndarray:
     """PNG bytes -> uint8 [H, W, 3] RGB."""
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("not a decodable picture")
     return img[..., ::-1].copy()

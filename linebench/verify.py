@@ -9,7 +9,9 @@ What is checked (a folder is untrusted input: it may have been downloaded or edi
 - every row's identity columns (id, index, split, task, seed, difficulty, generator_version)
   are the ones the specs imply, recomputed from (seed, task, split, index) — for all rows;
 - a sample of rows (`--all`: every row) is rebuilt from the specs alone and compared column by
-  column, image bytes and maps included.
+  column, image bytes and maps included. Pictures that alone differ are measured (pixels, levels)
+  and reported in one line: a note when another renderer version made the folder (pixels may
+  depend on it; every other column never does), a problem when the same one did.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pyarrow.parquet as pq
 
 from .errors import UsageError
 from .folder import EXAMPLE, PUBLISHED, inside, manifest_problems, read_manifest, sha256_file
+from .render import pixel_difference, renderer
 from .samples import RowMaker, RunSpec, row_seed
 
 IDENTITY = ("id", "index", "split", "task", "seed", "difficulty", "generator_version")
@@ -34,6 +37,9 @@ class VerifyReport:
     shards: int = 0
     rows_checked: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said, but no reason to fail
+    # rows whose picture alone differs from a re-render: (row id, pixels that differ, largest level difference)
+    image_diffs: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -82,11 +88,24 @@ def verify(
             report.problems += _identity(table, makers[shard["split"]], first, shard["path"])
             for r in sorted(j - offset for j in wanted if offset <= j < offset + table.num_rows):
                 row = table.slice(r, 1).to_pylist()[0]
-                report.problems += _compare(row, makers[shard["split"]](first + r))
+                report.problems += _compare(row, makers[shard["split"]](first + r), report.image_diffs)
                 report.rows_checked += 1
                 report_progress(report.rows_checked, len(wanted))
         offset += shard["rows"]
+    if report.image_diffs:
+        made_by, here = manifest.get("renderer"), renderer()
+        line = image_line(report.image_diffs, report.rows_checked)
+        if made_by and made_by != here:  # pixels may depend on the renderer's version; content never does
+            report.notes.append(f"{line} ({here} here; the folder was made with {made_by})")
+        else:
+            report.problems.append(f"{line} ({here}, the renderer that made the folder{'' if made_by else ' (unrecorded)'})")
     return report
+
+
+def image_line(diffs: list[tuple[str, int, int]], checked: int) -> str:
+    """One line for the pictures that alone differ from their re-render."""
+    return (f"{len(diffs)} of {checked} re-rendered image(s) differ from the stored ones, at most "
+            f"{max(d[1] for d in diffs)} pixel(s) by at most {max(d[2] for d in diffs)} level(s); every other column matches")
 
 
 def _published_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
@@ -173,10 +192,12 @@ def _short(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _compare(row: dict[str, Any], expected: dict[str, Any]) -> list[str]:
-    """A stored row against the row rebuilt from the specs, column by column."""
+def _compare(row: dict[str, Any], expected: dict[str, Any], image_diffs: list[tuple[str, int, int]]) -> list[str]:
+    """A stored row against the row rebuilt from the specs, column by column. A picture that alone
+    differs (every other column matches) goes to `image_diffs`, measured in pixels."""
     rid = expected["id"]
     problems = []
+    picture = None
     for name, value in expected.items():
         if name not in row:
             problems.append(f"{rid}: no column {name}")
@@ -184,7 +205,9 @@ def _compare(row: dict[str, Any], expected: dict[str, Any]) -> list[str]:
         stored = row[name]
         if name == "image":
             if not isinstance(stored, dict) or stored.get("bytes") != value:
-                problems.append(f"{rid}: image bytes differ from a re-render")
+                picture = pixel_difference(stored.get("bytes") or b"", value) if isinstance(stored, dict) else None
+                if picture is None:
+                    problems.append(f"{rid}: the image is not a picture of the re-render's size")
         elif name in ("params", "geometry", "question"):
             if stored != value:
                 problems.append(f"{rid}: {name} differs from a re-render")
@@ -193,4 +216,9 @@ def _compare(row: dict[str, Any], expected: dict[str, Any]) -> list[str]:
                 problems.append(f"{rid}: {name} differs from the map recomputed from geometry")
         elif not _same(stored, value):
             problems.append(f"{rid}: {name} differs from a re-render (stored {_short(stored)}, re-render {_short(value)})")
+    if picture is not None:
+        if problems:
+            problems.append(f"{rid}: image differs from a re-render ({picture[0]} pixel(s), by up to {picture[1]} level(s))")
+        else:
+            image_diffs.append((rid, *picture))
     return problems

@@ -99,6 +99,34 @@ def test_verify_passes_and_catches_tampering(small_dataset, tmp_path):
     assert any("unreadable" in p for p in verify(copy).problems)
 
 
+def test_verify_measures_pictures_another_renderer_drew(tmp_path, tiny_spec, monkeypatch):
+    """A folder whose pictures alone differ from a re-render: one line with how many pixels by how
+    much; a note when another renderer version made it, a problem when the same one did."""
+    import linebench.dataset
+    import linebench.samples
+    from linebench import render
+
+    def other_rasterise(canvas, prims, background=(255, 255, 255)):
+        img = render.rasterise(canvas, prims, background)
+        img[5, 5:8] = (img[5, 5:8].astype(int) - 3).clip(0, 255)  # 3 pixels, 3 levels darker
+        return img
+
+    with monkeypatch.context() as m:
+        m.setattr(linebench.samples, "rasterise", other_rasterise)
+        m.setattr(linebench.dataset, "renderer", lambda: "OpenCV 0.0.0")
+        generate(tiny_spec(n=6), tmp_path / "d", workers=1, shard_size=6)
+    report = verify(tmp_path / "d", all_rows=True)
+    assert report.ok, report.problems
+    assert report.image_diffs and all(d[1:] == (3, 3) for d in report.image_diffs)
+    assert len(report.notes) == 1 and "6 of 6 re-rendered image(s) differ" in report.notes[0]
+    assert "at most 3 pixel(s) by at most 3 level(s)" in report.notes[0] and "OpenCV 0.0.0" in report.notes[0]
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    manifest["renderer"] = render.renderer()  # the same renderer: now the pictures are wrong
+    (tmp_path / "d" / "manifest.json").write_text(json.dumps(manifest))
+    report = verify(tmp_path / "d", sample=2)
+    assert not report.ok and report.problems == [f"2 of 2 re-rendered image(s) differ from the stored ones, at most 3 pixel(s) by at most 3 level(s); every other column matches ({render.renderer()}, the renderer that made the folder)"]
+
+
 def test_existing_folder_needs_overwrite_or_resume(tmp_path, tiny_spec):
     out = tmp_path / "x"
     generate(tiny_spec(n=4), out, workers=1, shard_size=4)
