@@ -1,6 +1,7 @@
 """Official split specs: they load, regenerate byte for byte (a slice, against the stored
 checksums), and `generate --spec` / `verify --spec` certify a whole (small) release."""
 
+import json
 import re
 from pathlib import Path
 
@@ -28,12 +29,31 @@ def test_every_task_has_an_official_spec_with_the_default_sizes():
         assert all(rel.splits[s][1] == "stratified" for s in ("train", "validation", "test"))
 
 
+def _regenerate_heads(name: str, out: Path) -> dict[str, dict]:
+    rel = load_release(name)
+    sums = rel.checksums
+    specs = [s.__class__(**{**s.__dict__, "n": sums[s.split]["head_rows"]}) for s in rel.run_specs()]
+    generate(specs, out, workers=1, shard_size=rel.shard_size)
+    return split_digests(out, read_manifest(out), head_rows=HEAD_ROWS)
+
+
 @pytest.mark.parametrize("name", OFFICIAL)
-def test_a_regenerated_slice_matches_the_stored_checksums(name, tmp_path):
+def test_a_regenerated_slice_matches_the_stored_checksums(name, tmp_path, monkeypatch):
     """The first rows of every official split, regenerated here, have the content the spec
-    certifies: every column but the PNG bytes always, whatever the installed OpenCV; the PNG bytes
-    too with the renderer the checksums were written with (docs/releases.md)."""
+    certifies: every column but the PNG bytes always, whatever the installed OpenCV (its text
+    functions are made to raise: a label's metrics must never come from a rasteriser); the PNG
+    bytes too with the renderer the checksums were written with (docs/releases.md)."""
+    import cv2
+
+    from linebench.font import text_size
     from linebench.render import renderer
+
+    def refuse(*a, **k):
+        raise AssertionError("row content asked OpenCV's text functions")
+
+    monkeypatch.setattr(cv2, "getTextSize", refuse)
+    monkeypatch.setattr(cv2, "putText", refuse)
+    text_size.cache_clear()
 
     rel = load_release(name)
     sums = rel.checksums
@@ -41,14 +61,56 @@ def test_a_regenerated_slice_matches_the_stored_checksums(name, tmp_path):
     assert sums["generator_version"] == generator_version(get_task(rel.task)), (
         "the generator changed since the checksums were written: regenerate the release and rewrite them (docs/releases.md)"
     )
-    specs = [s.__class__(**{**s.__dict__, "n": sums[s.split]["head_rows"]}) for s in rel.run_specs()]
-    out = tmp_path / name
-    generate(specs, out, workers=1, shard_size=rel.shard_size)
-    got = split_digests(out, read_manifest(out), head_rows=HEAD_ROWS)
+    got = _regenerate_heads(name, tmp_path / name)
     for split, d in got.items():
         assert d["head_sha256_no_images"] == sums[split]["head_sha256_no_images"], f"{name}/{split}: regenerated rows differ"
         if renderer() == sums["renderer"]:
             assert d["head_sha256"] == sums[split]["head_sha256"], f"{name}/{split}: regenerated images differ"
+
+
+def _cpu_features():
+    try:
+        from numpy._core import _multiarray_umath as m
+    except ImportError:  # numpy < 2
+        from numpy.core import _multiarray_umath as m
+    return m.__cpu_dispatch__, m.__cpu_features__
+
+
+_PROBE = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_release import _cpu_features, _regenerate_heads
+dispatch, features = _cpu_features()
+on = [f for f in dispatch if features.get(f)]
+print(json.dumps({"on": on, "digests": {name: _regenerate_heads(name, Path(sys.argv[1]) / name) for name in sys.argv[3:]}}))
+"""
+
+
+def test_release_content_does_not_depend_on_numpys_simd_paths(tmp_path):
+    """numpy picks AVX2/AVX-512 kernels at run time, and some give other last bits (arctan2, log,
+    exp, power: measured, docs/releases.md); an ulp can flip an audit or a printed digit. The
+    official heads, regenerated with numpy limited to its baseline kernels, keep their content."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    dispatch, features = _cpu_features()
+    present = [f for f in dispatch if features.get(f)]
+    if not present:
+        pytest.skip(f"this CPU has none of numpy {np.__version__}'s dispatched SIMD targets ({', '.join(dispatch)}): nothing to turn off")
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(present)}
+    r = subprocess.run([sys.executable, "-c", _PROBE, str(tmp_path), str(Path(__file__).parent), *OFFICIAL],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["on"] == [], f"NPY_DISABLE_CPU_FEATURES left {got['on']} on"
+    for name in OFFICIAL:
+        sums = load_release(name).checksums
+        for split, d in got["digests"][name].items():
+            assert d["head_sha256_no_images"] == sums[split]["head_sha256_no_images"], f"{name}/{split}: content depends on numpy's SIMD kernels"
 
 
 def _small_spec(tmp_path, task="intersection"):
