@@ -79,7 +79,7 @@ def _table(per_split: dict[str, Counter]) -> str:
 
 def config_name(manifest: dict[str, Any]) -> str:
     """The card's config for this folder: an official release (`generate --spec`) is named after
-    its generator version (`core4-tracing2`), the name `linebench push` also tags the Hub commit
+    its generator version (`core5-tracing2`), the name `linebench push` also tags the Hub commit
     with, so a paper can cite the exact release; any other run is `default`."""
     if manifest.get("command", "").startswith("linebench generate --spec "):
         return manifest["generator_version"]
