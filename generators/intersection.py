@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from linebench import detmath as dm
 from linebench import geometry as geo
 from linebench.errors import UsageError
 from linebench.render import PALETTE, Polyline, Primitive
@@ -173,7 +174,8 @@ class IntersectionTask:
         placed, n_layers = wiring.schedule(plan, n, rng, layers)
 
         theta = float(rng.uniform(0.0, math.pi))  # any orientation
-        c, s = abs(math.cos(theta)), abs(math.sin(theta))
+        sin_t, cos_t = dm.sincos(theta)
+        c, s = abs(cos_t), abs(sin_t)
         side = (min(w, h) - 2 * k["border_px"] - thickness) / (c + s)  # the rotated frame fits the canvas
         slot = side / (n_layers + 1)
         # Bands no taller than BAND_SLOTS layers are wide, so a move (half a band) keeps its slope
@@ -239,12 +241,12 @@ class IntersectionTask:
             lines.append(geo.monotone_cubic(us, vs, CURVE_STEP_PX) if curved else np.stack([us, vs], axis=1))
 
         # Frame -> canvas: rotate about the frame centre, centre on the canvas, snap to the lattice.
-        rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+        rot = np.array([[cos_t, -sin_t], [sin_t, cos_t]])
         centre = np.array([w / 2.0, h / 2.0])
-        lines = [geo.snap((p - side / 2.0) @ rot.T + centre) for p in lines]
+        lines = [geo.snap(dm.matmul(p - side / 2.0, rot.T) + centre) for p in lines]
         # u of every drawn (snapped) vertex: lines are x-monotone in the frame, which lets the gap
         # audit look only at the few segments of another line within reach (see _gaps).
-        us = [(p - centre) @ rot[:, 0] + side / 2.0 for p in lines]
+        us = [dm.matmul(p - centre, rot[:, 0]) + side / 2.0 for p in lines]
         if any(np.any(np.diff(u) <= 0) for u in us):
             return "knots coincide"
         return self._audit_and_finish(rng, params, lines, us, pair, t, n, bends, thickness, curved, theta)
@@ -273,7 +275,7 @@ class IntersectionTask:
             if min(f[3] for f in found) < k["min_crossing_angle_deg"]:
                 return "crossing angle"
             if len(found) > 1:
-                d = np.hypot(*(pts[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
+                d = dm.hypot(*(pts[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
                 np.fill_diagonal(d, np.inf)
                 if d.min() < k["min_crossing_sep_px"]:
                     return "crossings too close"
@@ -306,8 +308,8 @@ class IntersectionTask:
                 if not here:
                     return "lines too close"
                 cp = np.array([p for p, _ in here])
-                reach = 1.25 * min_gap / np.sin(np.radians([a for _, a in here])) + CURVE_STEP_PX
-                near = np.hypot(*(lines[i][close][:, None, :] - cp[None]).transpose(2, 0, 1)) < reach[None, :]
+                reach = 1.25 * min_gap / dm.sin(np.radians([a for _, a in here])) + CURVE_STEP_PX
+                near = dm.hypot(*(lines[i][close][:, None, :] - cp[None]).transpose(2, 0, 1)) < reach[None, :]
                 if not near.any(axis=1).all():
                     return "lines too close"
         # No line's end near another line: every end against every other line's segments at once
