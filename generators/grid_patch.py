@@ -253,9 +253,9 @@ class GridPatchTask:
         if isinstance(lay, str):  # pragma: no cover - check() refuses these
             raise UsageError(lay)
         nd = draw_int(rng, k["distractors"])
-        confusable = float(rng.uniform(*bounds_of(k["confusable"])))
-        size = float(rng.uniform(*bounds_of(k["marker_size"])))
-        jitter = float(rng.uniform(*bounds_of(k["jitter"])))
+        confusable = float(dm.uniform(rng, *bounds_of(k["confusable"])))
+        size = float(dm.uniform(rng, *bounds_of(k["marker_size"])))
+        jitter = float(dm.uniform(rng, *bounds_of(k["jitter"])))
         gap = float(k["min_border_gap_px"])
         cell = lay.cell
 
@@ -280,7 +280,7 @@ class GridPatchTask:
         half_box = HALF_BOX[shapes] * half_ext  # [m, 2]
         room = np.maximum(cell / 2.0 - gap - half_box - SNAP_SLACK, 0.0)
         centre = np.stack([lay.x0 + (col + 0.5) * cell, lay.y0 + (row + 0.5) * cell], axis=1)
-        centre = geo.snap(centre + rng.uniform(-1.0, 1.0, (m, 2)) * jitter * room)
+        centre = geo.snap(centre + dm.uniform(rng, -1.0, 1.0, (m, 2)) * jitter * room)
 
         markers, boxes = [], np.empty((m, 4))
         for i in range(m):

@@ -173,7 +173,7 @@ class IntersectionTask:
             return "move plan"
         placed, n_layers = wiring.schedule(plan, n, rng, layers)
 
-        theta = float(rng.uniform(0.0, math.pi))  # any orientation
+        theta = float(dm.uniform(rng, 0.0, math.pi))  # any orientation
         sin_t, cos_t = dm.sincos(theta)
         c, s = abs(cos_t), abs(sin_t)
         side = (min(w, h) - 2 * k["border_px"] - thickness) / (c + s)  # the rotated frame fits the canvas
@@ -185,12 +185,12 @@ class IntersectionTask:
         step = band / 2.0  # one move: half a band
 
         def level_v(level: int) -> float:
-            return v0 + (level + 0.5) * step + rng.uniform(-JITTER, JITTER) * band
+            return v0 + (level + 0.5) * step + dm.uniform(rng, -JITTER, JITTER) * band
 
         # Layer centres (+-0.1 slot). A move reaches at most ~0.42 slot from its layer's nominal
         # centre, so two moves of one line (different layers) almost never overlap; when they do,
         # the scene is rejected ("moves overlap").
-        centres = slot * (np.arange(n_layers) + 1) + rng.uniform(-0.1, 0.1, n_layers) * slot
+        centres = slot * (np.arange(n_layers) + 1) + dm.uniform(rng, -0.1, 0.1, n_layers) * slot
         # Each visit of a level gets one rest height (level +- JITTER band), and a move runs from the
         # line's rest to its next one: between moves a line is exactly flat, so every move has the
         # same shape however close its neighbours are (a swap's zigzag with its partner and a
@@ -205,8 +205,8 @@ class IntersectionTask:
         for mv, layer in placed:
             # Every move is drawn alike, swap or feint: half a band at a mean slope of 0.55..1.1
             # (up to 1.5x that mid-move on curves), so a swap's two lines cross at 60..120 deg.
-            half_w = min(step / 2.0 / rng.uniform(0.55, 1.1), 0.38 * slot)
-            c0 = centres[layer] + rng.uniform(-0.1, 0.1) * half_w
+            half_w = min(step / 2.0 / dm.uniform(rng, 0.55, 1.1), 0.38 * slot)
+            c0 = centres[layer] + dm.uniform(rng, -0.1, 0.1) * half_w
             for line, (_, l1) in zip(mv.lines, mv.levels):
                 after = level_v(l1)
                 knots[line] += [(c0 - half_w, rest[line]), (c0 + half_w, after)]
@@ -226,12 +226,12 @@ class IntersectionTask:
         lines = []
         margin = 0.1 * slot
         for line in range(n):
-            u0 = rng.uniform(0.0, 0.3) * slot
-            u1 = side - rng.uniform(0.0, 0.3) * slot
+            u0 = dm.uniform(rng, 0.0, 0.3) * slot
+            u1 = side - dm.uniform(rng, 0.0, 0.3) * slot
             pts = list(knots[line])
-            for u in sorted(rng.uniform(u0, u1, bends)):  # gentle knots where the line rests
+            for u in sorted(dm.uniform(rng, u0, u1, bends)):  # gentle knots where the line rests
                 if not any(lo - margin <= u <= hi + margin for lo, hi, _ in spans[line]):
-                    pts.append((float(u), rest_at(line, u) + rng.uniform(-JITTER, JITTER) * band))
+                    pts.append((float(u), rest_at(line, u) + dm.uniform(rng, -JITTER, JITTER) * band))
             pts += [(float(u0), rest_at(line, u0)), (float(u1), rest_at(line, u1))]
             pts.sort()
             us = np.array([u for u, _ in pts])

@@ -232,7 +232,7 @@ class TracingTask:
         offsets = np.arange(n) * f["slot"]
 
         def slots() -> np.ndarray:  # n sorted positions at least `slot` apart in [y_lo, y_hi]
-            return f["y_lo"] + np.sort(rng.uniform(0.0, free, n)) + offsets
+            return f["y_lo"] + np.sort(dm.uniform(rng, 0.0, free, n)) + offsets
 
         y_start = slots()
         y_end = slots()
@@ -246,9 +246,9 @@ class TracingTask:
         y_ctrl = np.empty((n, bends + 2))
         y_ctrl[:, 0] = y_start
         y_ctrl[:, -1] = y_end[perm]
-        wiggle = float(rng.uniform(*bounds_of(k["wiggle"])))
+        wiggle = float(dm.uniform(rng, *bounds_of(k["wiggle"])))
         straight = y_ctrl[:, :1] + frac[None, :] * (y_ctrl[:, -1:] - y_ctrl[:, :1])  # [n, bends]
-        y_ctrl[:, 1:-1] = geo.clip(straight + rng.uniform(-wiggle, wiggle, (n, bends)) * h, f["y_lo"], f["y_hi"])
+        y_ctrl[:, 1:-1] = geo.clip(straight + dm.uniform(rng, -wiggle, wiggle, (n, bends)) * h, f["y_lo"], f["y_hi"])
 
         basis = _spline_basis(bends + 2, per_span)
         ys = dm.matmul(y_ctrl, basis.T)  # [n, M]

@@ -365,8 +365,10 @@ def uniform(rng: np.random.Generator, low: float, high: float, size=None):
     contracted into an FMA on some builds (clang's default); on x86-64 the bits are numpy's."""
     low, high = float(low), float(high)
     span = high - low
-    if not math.isfinite(span) or span < 0:
-        raise ValueError(f"uniform needs finite low <= high, got {low}, {high}")
+    if not math.isfinite(span):  # numpy's own checks and exceptions
+        raise OverflowError("high - low range exceeds valid bounds")
+    if span < 0:
+        raise ValueError("high - low < 0")
     return low + span * rng.random(size)  # (size None: Python floats, the same IEEE operations)
 
 
