@@ -92,8 +92,6 @@ with localcontext() as _ctx:
 # of pi/2 in all, enough that x - k*pi/2 keeps full relative precision even next to a multiple.
 _PIO2_1, _PIO2_2, _PIO2_3, _PIO2_4 = _split(_PIO2_DEC, (33, 33, 33))
 _TWO_OVER_PI = _to_float(_TWO_OVER_PI_DEC)
-_PIO2_HI, _PIO2_LO = _split(_PIO2_DEC, (53,))
-_PI_HI, _PI_LO = _split(_PI_DEC, (53,))
 # ln 2 with 42 bits first: e * _LN2_HI is exact for every binary exponent e of a double.
 _LN2_HI, _LN2_LO = _split(_LN2_DEC, (42,))
 _SQRT_HALF = _to_float(_SQRT_HALF_DEC)
@@ -104,17 +102,26 @@ def _sign(n: int) -> int:
 
 
 # Taylor coefficients, each 1/n! or 1/n rounded once. Terms beyond these are below 2**-58 of the
-# result on the reduced ranges (|r| <= pi/4 for sin/cos, |u| <= 1/16 for atan, |s| <= 0.172 for log).
+# result on the reduced ranges (|r| <= pi/4 for sin/cos, |u| <= 1/32 for atan, |s| <= 0.172 for log).
 _SIN = tuple(float(Fraction(_sign(n), math.factorial(2 * n + 1))) for n in range(1, 9))  # r^3 .. r^17
 _COS = tuple(float(Fraction(_sign(n), math.factorial(2 * n))) for n in range(2, 9))  # r^4 .. r^16
-_ATAN = tuple(float(Fraction(_sign(n), 2 * n + 1)) for n in range(1, 8))  # u^3 .. u^15
+_ATAN = tuple(float(Fraction(_sign(n), 2 * n + 1)) for n in range(1, 6))  # u^3 .. u^11
 _LOG = tuple(float(Fraction(2, 2 * n + 1)) for n in range(1, 11))  # 2 atanh(s) = 2s + s * (s^2 * 2/3 + ...)
 
-# atan(t) on [0, 1] in 16 intervals of width 1/16: interval i > 0 is centred on c_i = (2i + 1) / 32;
-# interval 0 uses c_0 = 0 (no table, so tiny t keep full relative precision).
-_ATAN_C = np.array([0.0] + [(2 * i + 1) / 32 for i in range(1, 16)])
-_ATAN_HI, _ATAN_LO = (np.array(col) for col in zip(*[(0.0, 0.0)] + [_split(_atan_decimal(Decimal((2 * i + 1) / 32)), (53,)) for i in range(1, 16)]))
-for _a in (_ATAN_C, _ATAN_HI, _ATAN_LO):
+# atan2 reduces to t = min(|x|, |y|) / max(|x|, |y|) in [0, 1], split into 32 intervals of width
+# 1/32: interval i > 0 is centred on c_i = (2i + 1) / 64, interval 0 uses c_0 = 0 (so tiny angles
+# keep full relative precision), and atan(t) = atan(c_i) + atan(u), u = (t - c_i) / (1 + t c_i).
+# The angle is then base + sign * atan(t), one of four cases by half-plane and by which of |x|,
+# |y| is larger: atan(c_i) + atan(u), pi/2 - atan(c_i) - atan(u), pi - ..., pi/2 + ...; each case's
+# base (to 106 bits, as hi + lo) and sign sit in one table, so one lookup does the quadrant logic.
+_ATAN_C = np.array([0.0] + [(2 * i + 1) / 64 for i in range(1, 32)])
+with localcontext() as _ctx:
+    _ctx.prec = _DIGITS + 10
+    _atan_c = [Decimal(0)] + [_atan_decimal(Decimal((2 * i + 1) / 64)) for i in range(1, 32)]
+    _bases = [a for a in _atan_c] + [_PIO2_DEC - a for a in _atan_c] + [_PI_DEC - a for a in _atan_c] + [_PIO2_DEC + a for a in _atan_c]
+_ATAN_BASE_HI, _ATAN_BASE_LO = (np.array(col) for col in zip(*[_split(b, (53,)) for b in _bases]))
+_ATAN_SIGN = np.repeat([1.0, -1.0, -1.0, 1.0], 32)  # right, right-swapped, left, left-swapped
+for _a in (_ATAN_C, _ATAN_BASE_HI, _ATAN_BASE_LO, _ATAN_SIGN):
     _a.setflags(write=False)
 
 
@@ -226,35 +233,23 @@ def sincos(x):
 # --------------------------------------------------------------------------- arctan2, arcsin
 
 
-def _atan_unit(t):
-    """atan(t) = hi + lo (unevaluated) for 0 <= t <= 1: atan(c_i) from the table plus atan(u),
-    u = (t - c_i) / (1 + t*c_i), |u| <= 1/32 (1/16 in the first interval, where u = t exactly)."""
-    i = np.floor(t * 16.0)
-    i = np.where(i < 15.0, i, 15.0).astype(np.intp)  # t = 1 -> the last interval; NaN -> any valid index
+def _arctan2(y, x):
+    ax, ay = np.abs(x), np.abs(y)
+    swap = ay > ax  # then atan2 = pi/2 -+ atan(|x| / |y|): keep the ratio in [0, 1]
+    big = np.maximum(ax, ay)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(big == 0, 0.0, np.minimum(ax, ay) / big)  # 0/0 at the origin: angle 0 (or pi); NaN stays NaN
+    i = np.floor(t * 32.0)
+    i = np.where(i < 31.0, i, 31.0).astype(np.intp)  # t = 1 -> the last interval; NaN -> any valid index
     c = _ATAN_C[i]
     u = (t - c) / (1.0 + t * c)  # t - c is exact (Sterbenz: t and c within a factor 2, or c = 0)
     z = u * u
     poly = u * z
     poly = poly * _horner(z, _ATAN)
-    return _ATAN_HI[i], u + (_ATAN_LO[i] + poly)
-
-
-def _arctan2(y, x):
-    ax, ay = np.abs(x), np.abs(y)
-    swap = ay > ax  # then atan2 = pi/2 - atan(ax/ay): keep the ratio in [0, 1]
-    big = np.maximum(ax, ay)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.where(big == 0, 0.0, np.minimum(ax, ay) / big)  # 0/0 at the origin: angle 0 (or pi); NaN stays NaN
-    hi, lo = _atan_unit(t)
-    left = np.signbit(x)  # x < 0 or x = -0.0: the angle is measured from pi
-    # angle = base + sign * atan(t): base 0, pi/2 or pi in hi + lo parts
-    base_hi = np.where(swap, _PIO2_HI, np.where(left, _PI_HI, 0.0))
-    base_lo = np.where(swap, _PIO2_LO, np.where(left, _PI_LO, 0.0))
-    negate = swap != left  # pi/2 - a (swap, right), pi - a (left), pi/2 + a (swap, left), a
-    hi = np.where(negate, -hi, hi)
-    lo = np.where(negate, -lo, lo)
-    s, e = _two_sum(base_hi, hi)
-    angle = s + (e + (base_lo + lo))
+    # x < 0 or x = -0.0: the angle is measured from pi (atan2(+-0, -0) = +-pi)
+    case = i + 32 * swap + 64 * np.signbit(x)
+    sign = _ATAN_SIGN[case]
+    angle = _ATAN_BASE_HI[case] + (sign * u + (_ATAN_BASE_LO[case] + sign * poly))
     return np.copysign(angle, y)
 
 
@@ -340,26 +335,31 @@ def interp(x, xp, fp):
     """np.interp(x, xp, fp) (default left/right: the end values) for increasing xp, with numpy's
     own formula, slope * (x - xp[j]) + fp[j] with slope = (fp[j+1] - fp[j]) / (xp[j+1] - xp[j]),
     as separate operations: numpy's C loop may be compiled into an FMA (clang contracts by
-    default, e.g. macOS arm64 builds); on x86-64 the results are bit-identical to np.interp."""
+    default, e.g. macOS arm64 builds); on x86-64 the results are bit-identical to np.interp.
+    `fp` may be [K, ...]: each column interpolated as by its own np.interp, sharing the search."""
     x = np.asarray(x, dtype=np.float64)
     xp = np.asarray(xp, dtype=np.float64)
     fp = np.asarray(fp, dtype=np.float64)
+    col = (Ellipsis,) + (None,) * (fp.ndim - 1)  # x-shaped arrays against fp's columns
     if xp.size == 1:
-        return np.full(x.shape, fp[0])[()]
+        return np.broadcast_to(fp[0], x.shape + fp.shape[1:]).copy()[()]
     j = np.searchsorted(xp, x, side="right") - 1  # xp[j] <= x < xp[j+1], as numpy's binary search
     jc = np.clip(j, 0, xp.size - 2)
+    x0, x1, f0, f1 = xp[jc], xp[jc + 1], fp[jc], fp[jc + 1]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        slope = (fp[jc + 1] - fp[jc]) / (xp[jc + 1] - xp[jc])
-        y = slope * (x - xp[jc])
-        y = y + fp[jc]
-        # numpy's NaN rescue (an infinite slope times 0): measure from the other end
-        y2 = slope * (x - xp[jc + 1])
-        y2 = y2 + fp[jc + 1]
-        y2 = np.where(np.isnan(y2) & (fp[jc] == fp[jc + 1]), fp[jc], y2)
-    y = np.where(np.isnan(y), y2, y)
-    y = np.where(xp[jc] == x, fp[jc], y)
-    y = np.where(j < 0, fp[0], np.where(j >= xp.size - 1, fp[-1], y))
-    y = np.where(np.isnan(x), x, y)
+        slope = (f1 - f0) / (x1 - x0)[col]
+        y = slope * (x - x0)[col]
+        y = y + f0
+        nan = np.isnan(y)
+        if nan.any():  # numpy's rescue for an infinite slope times 0: measure from the other end
+            y2 = slope * (x - x1)[col]
+            y2 = y2 + f1
+            y2 = np.where(np.isnan(y2) & (f0 == f1), f0, y2)
+            y = np.where(nan, y2, y)
+    y = np.where((x0 == x)[col], f0, y)
+    y = np.where((j < 0)[col], fp[0], np.where((j >= xp.size - 1)[col], fp[-1], y))
+    if np.isnan(x).any():
+        y = np.where(np.isnan(x)[col], x[col], y)
     return y[()]
 
 

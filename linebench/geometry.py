@@ -296,7 +296,7 @@ def _lens_arcs(a: np.ndarray, b: np.ndarray, crossings: tuple[Crossings, Crossin
 
 def _at(p: np.ndarray, cum: np.ndarray, ss: np.ndarray) -> np.ndarray:
     """Points at arc lengths `ss` along polyline `p` (vertex arc lengths `cum`)."""
-    return np.stack([dm.interp(ss, cum, p[:, 0]), dm.interp(ss, cum, p[:, 1])], axis=1)
+    return dm.interp(ss, cum, p)  # [S, 2]: each coordinate as np.interp(ss, cum, p[:, c])
 
 
 def _dense_at(s0: float, s1: float, step_px: float) -> np.ndarray:
@@ -489,10 +489,12 @@ def _quarter_disc_area(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
     xc = np.sqrt(np.maximum(r * r - y * y, 0.0))  # where the circle reaches height y
     lo = np.minimum(x, xc)
 
-    def prim(t: np.ndarray) -> np.ndarray:  # antiderivative of sqrt(r^2 - t^2)
-        return 0.5 * (t * np.sqrt(np.maximum(r * r - t * t, 0.0)) + r * r * dm.arcsin(clip(t / r, -1.0, 1.0)))
-
-    return y * lo + prim(x) - prim(lo)
+    # prim(t) = 0.5 * (t * sqrt(r^2 - t^2) + r^2 * asin(t / r)), the antiderivative of sqrt(r^2 - t^2),
+    # at x and at lo in one go: dm.arcsin costs ~50 numpy operations per call, whatever the size
+    t = np.concatenate([x.ravel(), lo.ravel()])
+    prim = 0.5 * (t * np.sqrt(np.maximum(r * r - t * t, 0.0)) + r * r * dm.arcsin(clip(t / r, -1.0, 1.0)))
+    prim_x, prim_lo = prim[: x.size].reshape(x.shape), prim[x.size :].reshape(lo.shape)
+    return y * lo + prim_x - prim_lo
 
 
 def disc_cell_areas(center: np.ndarray, radius: float, x_edges: np.ndarray, y_edges: np.ndarray) -> np.ndarray:

@@ -159,8 +159,12 @@ def test_constants_are_what_they_claim():
     for piece in (dm._PIO2_1, dm._PIO2_2, dm._PIO2_3):  # 33 bits: k * piece exact for |k| < 2**20
         assert int(math.ldexp(math.frexp(piece)[0], 33)) == math.ldexp(math.frexp(piece)[0], 33)
     assert abs(mpmath.mpf(dm._LN2_HI) + mpmath.mpf(dm._LN2_LO) - mpmath.log(2)) < mpmath.mpf(2) ** -100
-    for c, hi, lo in zip(dm._ATAN_C, dm._ATAN_HI, dm._ATAN_LO):
-        assert abs(mpmath.mpf(hi) + mpmath.mpf(lo) - mpmath.atan(mpmath.mpf(c))) < mpmath.mpf(2) ** -100
+    pi, n = mpmath.pi, len(dm._ATAN_C)
+    for k, (base, sign) in enumerate(((0, 1), (pi / 2, -1), (pi, -1), (pi / 2, 1))):  # the four cases of arctan2
+        for i, c in enumerate(dm._ATAN_C):
+            want = base + sign * mpmath.atan(mpmath.mpf(c))
+            got = mpmath.mpf(dm._ATAN_BASE_HI[k * n + i]) + mpmath.mpf(dm._ATAN_BASE_LO[k * n + i])
+            assert abs(got - want) < mpmath.mpf(2) ** -100 and dm._ATAN_SIGN[k * n + i] == sign
 
 
 # --------------------------------------------------------------------------- scalars and arrays
@@ -255,6 +259,8 @@ def test_interp_is_numpys_formula(knots, values, queries):
     else:
         np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-12)
     assert same_bits(dm.interp(x[:1], xp, fp), got[:1])  # fewer queries than knots: numpy's other branch
+    columns = dm.interp(x, xp, np.stack([fp, -3.0 * fp], axis=1))  # [X, 2], as geometry._at uses it
+    assert same_bits(columns[:, 0], got) and same_bits(columns[:, 1], dm.interp(x, xp, -3.0 * fp))
 
 
 def test_gumbel_uses_numpys_draws_and_u():
