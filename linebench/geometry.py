@@ -2,7 +2,8 @@
 
 Conventions: canvas pixels, x to the right, y downwards, (0, 0) is the top-left corner of the
 top-left pixel, so the pixel (col, row) covers [col, col + 1) x [row, row + 1). Polylines are
-float arrays of shape [M, 2]. Nothing here draws, samples or does I/O.
+float arrays of shape [M, 2]. Nothing here draws, samples or does I/O. Transcendental functions,
+hypot, interp and sums of products come from `detmath`, so rows get the same bits on every machine.
 """
 
 from __future__ import annotations

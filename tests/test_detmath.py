@@ -7,7 +7,7 @@ each against numpy, 20,000 against mpmath at 160 bits):
 | function | range                              | max vs numpy / math | max vs exact (numpy's) |
 |----------|------------------------------------|---------------------|------------------------|
 | sin, cos | |x| <= 8 pi, multiples of pi/4     | 1 ulp (math: 1)     | 0.74 ulp (0.51)        |
-| arctan2  | y, x in [-1e4, 1e4], axes, zeros   | 2 ulp               | 1.17 ulp (0.75)        |
+| arctan2  | y, x in [-1e4, 1e4], axes, zeros   | 1 ulp               | 1.17 ulp (0.75)        |
 | arcsin   | [-1, 1], dense near 1              | 2 ulp               | 1.93 ulp (0.79)        |
 | log      | 1e-304 .. 1e304, subnormals, 1, 2  | 1 ulp               | 0.81 ulp (0.58)        |
 | hypot    | x, y in [-1e4, 1e4]                | 1 ulp               | 1.09 ulp (0.56)        |
