@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from linebench import detmath as dm
 from linebench import geometry as geo
 from linebench.errors import UsageError
 from linebench.render import PALETTE, Disc, Polygon, Polyline, Primitive, Text, text_box, text_pad, text_size
@@ -43,7 +44,8 @@ MIN_CLEARANCE_PX = 3.0
 def _regular(k: int, radii: tuple[float, ...], phase_deg: float) -> np.ndarray:
     ang = np.radians(phase_deg + 360.0 * np.arange(k) / k)
     r = np.resize(np.asarray(radii, dtype=np.float64), k)
-    return np.stack([r * np.cos(ang), r * np.sin(ang)], axis=1)
+    s, c = dm.sincos(ang)
+    return np.stack([r * c, r * s], axis=1)
 
 
 def _normalised(v: np.ndarray) -> np.ndarray:
@@ -55,8 +57,9 @@ def _normalised(v: np.ndarray) -> np.ndarray:
 def _heart(k: int) -> np.ndarray:
     """The classic parametric heart curve (notch up, point down), k vertices."""
     t = 2.0 * np.pi * np.arange(k) / k
-    x = 16.0 * np.sin(t) ** 3
-    y = -(13.0 * np.cos(t) - 5.0 * np.cos(2 * t) - 2.0 * np.cos(3 * t) - np.cos(4 * t))
+    s = dm.sin(t)
+    x = 16.0 * (s * s * s)  # (not s ** 3: numpy's power of 3 is libm's pow)
+    y = -(13.0 * dm.cos(t) - 5.0 * dm.cos(2 * t) - 2.0 * dm.cos(3 * t) - dm.cos(4 * t))
     return np.stack([x, y], axis=1)
 
 
@@ -250,9 +253,9 @@ class GridPatchTask:
         if isinstance(lay, str):  # pragma: no cover - check() refuses these
             raise UsageError(lay)
         nd = draw_int(rng, k["distractors"])
-        confusable = float(rng.uniform(*bounds_of(k["confusable"])))
-        size = float(rng.uniform(*bounds_of(k["marker_size"])))
-        jitter = float(rng.uniform(*bounds_of(k["jitter"])))
+        confusable = float(dm.uniform(rng, *bounds_of(k["confusable"])))
+        size = float(dm.uniform(rng, *bounds_of(k["marker_size"])))
+        jitter = float(dm.uniform(rng, *bounds_of(k["jitter"])))
         gap = float(k["min_border_gap_px"])
         cell = lay.cell
 
@@ -277,7 +280,7 @@ class GridPatchTask:
         half_box = HALF_BOX[shapes] * half_ext  # [m, 2]
         room = np.maximum(cell / 2.0 - gap - half_box - SNAP_SLACK, 0.0)
         centre = np.stack([lay.x0 + (col + 0.5) * cell, lay.y0 + (row + 0.5) * cell], axis=1)
-        centre = geo.snap(centre + rng.uniform(-1.0, 1.0, (m, 2)) * jitter * room)
+        centre = geo.snap(centre + dm.uniform(rng, -1.0, 1.0, (m, 2)) * jitter * room)
 
         markers, boxes = [], np.empty((m, 4))
         for i in range(m):

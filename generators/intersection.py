@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from linebench import detmath as dm
 from linebench import geometry as geo
 from linebench.errors import UsageError
 from linebench.render import PALETTE, Polyline, Primitive
@@ -172,8 +173,9 @@ class IntersectionTask:
             return "move plan"
         placed, n_layers = wiring.schedule(plan, n, rng, layers)
 
-        theta = float(rng.uniform(0.0, math.pi))  # any orientation
-        c, s = abs(math.cos(theta)), abs(math.sin(theta))
+        theta = float(dm.uniform(rng, 0.0, math.pi))  # any orientation
+        sin_t, cos_t = dm.sincos(theta)
+        c, s = abs(cos_t), abs(sin_t)
         side = (min(w, h) - 2 * k["border_px"] - thickness) / (c + s)  # the rotated frame fits the canvas
         slot = side / (n_layers + 1)
         # Bands no taller than BAND_SLOTS layers are wide, so a move (half a band) keeps its slope
@@ -183,12 +185,12 @@ class IntersectionTask:
         step = band / 2.0  # one move: half a band
 
         def level_v(level: int) -> float:
-            return v0 + (level + 0.5) * step + rng.uniform(-JITTER, JITTER) * band
+            return v0 + (level + 0.5) * step + dm.uniform(rng, -JITTER, JITTER) * band
 
         # Layer centres (+-0.1 slot). A move reaches at most ~0.42 slot from its layer's nominal
         # centre, so two moves of one line (different layers) almost never overlap; when they do,
         # the scene is rejected ("moves overlap").
-        centres = slot * (np.arange(n_layers) + 1) + rng.uniform(-0.1, 0.1, n_layers) * slot
+        centres = slot * (np.arange(n_layers) + 1) + dm.uniform(rng, -0.1, 0.1, n_layers) * slot
         # Each visit of a level gets one rest height (level +- JITTER band), and a move runs from the
         # line's rest to its next one: between moves a line is exactly flat, so every move has the
         # same shape however close its neighbours are (a swap's zigzag with its partner and a
@@ -203,8 +205,8 @@ class IntersectionTask:
         for mv, layer in placed:
             # Every move is drawn alike, swap or feint: half a band at a mean slope of 0.55..1.1
             # (up to 1.5x that mid-move on curves), so a swap's two lines cross at 60..120 deg.
-            half_w = min(step / 2.0 / rng.uniform(0.55, 1.1), 0.38 * slot)
-            c0 = centres[layer] + rng.uniform(-0.1, 0.1) * half_w
+            half_w = min(step / 2.0 / dm.uniform(rng, 0.55, 1.1), 0.38 * slot)
+            c0 = centres[layer] + dm.uniform(rng, -0.1, 0.1) * half_w
             for line, (_, l1) in zip(mv.lines, mv.levels):
                 after = level_v(l1)
                 knots[line] += [(c0 - half_w, rest[line]), (c0 + half_w, after)]
@@ -224,12 +226,12 @@ class IntersectionTask:
         lines = []
         margin = 0.1 * slot
         for line in range(n):
-            u0 = rng.uniform(0.0, 0.3) * slot
-            u1 = side - rng.uniform(0.0, 0.3) * slot
+            u0 = dm.uniform(rng, 0.0, 0.3) * slot
+            u1 = side - dm.uniform(rng, 0.0, 0.3) * slot
             pts = list(knots[line])
-            for u in sorted(rng.uniform(u0, u1, bends)):  # gentle knots where the line rests
+            for u in sorted(dm.uniform(rng, u0, u1, bends)):  # gentle knots where the line rests
                 if not any(lo - margin <= u <= hi + margin for lo, hi, _ in spans[line]):
-                    pts.append((float(u), rest_at(line, u) + rng.uniform(-JITTER, JITTER) * band))
+                    pts.append((float(u), rest_at(line, u) + dm.uniform(rng, -JITTER, JITTER) * band))
             pts += [(float(u0), rest_at(line, u0)), (float(u1), rest_at(line, u1))]
             pts.sort()
             us = np.array([u for u, _ in pts])
@@ -239,12 +241,12 @@ class IntersectionTask:
             lines.append(geo.monotone_cubic(us, vs, CURVE_STEP_PX) if curved else np.stack([us, vs], axis=1))
 
         # Frame -> canvas: rotate about the frame centre, centre on the canvas, snap to the lattice.
-        rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+        rot = np.array([[cos_t, -sin_t], [sin_t, cos_t]])
         centre = np.array([w / 2.0, h / 2.0])
-        lines = [geo.snap((p - side / 2.0) @ rot.T + centre) for p in lines]
+        lines = [geo.snap(dm.matmul(p - side / 2.0, rot.T) + centre) for p in lines]
         # u of every drawn (snapped) vertex: lines are x-monotone in the frame, which lets the gap
         # audit look only at the few segments of another line within reach (see _gaps).
-        us = [(p - centre) @ rot[:, 0] + side / 2.0 for p in lines]
+        us = [dm.matmul(p - centre, rot[:, 0]) + side / 2.0 for p in lines]
         if any(np.any(np.diff(u) <= 0) for u in us):
             return "knots coincide"
         return self._audit_and_finish(rng, params, lines, us, pair, t, n, bends, thickness, curved, theta)
@@ -273,7 +275,7 @@ class IntersectionTask:
             if min(f[3] for f in found) < k["min_crossing_angle_deg"]:
                 return "crossing angle"
             if len(found) > 1:
-                d = np.hypot(*(pts[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
+                d = dm.hypot(*(pts[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
                 np.fill_diagonal(d, np.inf)
                 if d.min() < k["min_crossing_sep_px"]:
                     return "crossings too close"
@@ -306,8 +308,8 @@ class IntersectionTask:
                 if not here:
                     return "lines too close"
                 cp = np.array([p for p, _ in here])
-                reach = 1.25 * min_gap / np.sin(np.radians([a for _, a in here])) + CURVE_STEP_PX
-                near = np.hypot(*(lines[i][close][:, None, :] - cp[None]).transpose(2, 0, 1)) < reach[None, :]
+                reach = 1.25 * min_gap / dm.sin(np.radians([a for _, a in here])) + CURVE_STEP_PX
+                near = dm.hypot(*(lines[i][close][:, None, :] - cp[None]).transpose(2, 0, 1)) < reach[None, :]
                 if not near.any(axis=1).all():
                     return "lines too close"
         # No line's end near another line: every end against every other line's segments at once

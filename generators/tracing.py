@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from linebench import detmath as dm
 from linebench import geometry as geo
 from linebench.errors import UsageError
 from linebench.render import PALETTE, Disc, Polyline, Primitive, Text, text_box, text_size
@@ -231,7 +232,7 @@ class TracingTask:
         offsets = np.arange(n) * f["slot"]
 
         def slots() -> np.ndarray:  # n sorted positions at least `slot` apart in [y_lo, y_hi]
-            return f["y_lo"] + np.sort(rng.uniform(0.0, free, n)) + offsets
+            return f["y_lo"] + np.sort(dm.uniform(rng, 0.0, free, n)) + offsets
 
         y_start = slots()
         y_end = slots()
@@ -245,12 +246,12 @@ class TracingTask:
         y_ctrl = np.empty((n, bends + 2))
         y_ctrl[:, 0] = y_start
         y_ctrl[:, -1] = y_end[perm]
-        wiggle = float(rng.uniform(*bounds_of(k["wiggle"])))
+        wiggle = float(dm.uniform(rng, *bounds_of(k["wiggle"])))
         straight = y_ctrl[:, :1] + frac[None, :] * (y_ctrl[:, -1:] - y_ctrl[:, :1])  # [n, bends]
-        y_ctrl[:, 1:-1] = geo.clip(straight + rng.uniform(-wiggle, wiggle, (n, bends)) * h, f["y_lo"], f["y_hi"])
+        y_ctrl[:, 1:-1] = geo.clip(straight + dm.uniform(rng, -wiggle, wiggle, (n, bends)) * h, f["y_lo"], f["y_hi"])
 
         basis = _spline_basis(bends + 2, per_span)
-        ys = y_ctrl @ basis.T  # [n, M]
+        ys = dm.matmul(y_ctrl, basis.T)  # [n, M]
         # Build to match rather than wait for a match by chance: while the queried curve crosses
         # nothing (typically when it runs straight across at an edge) or the scene has fewer
         # crossings than it must, trade one interior control point between two curves that are
@@ -265,7 +266,7 @@ class TracingTask:
             at = int(np.nonzero(rank == q)[0][0]) if q_free else int(rng.integers(n))
             i, j = (rank[at], rank[at + 1]) if at + 1 < n and (at == 0 or rng.random() < 0.5) else (rank[at - 1], rank[at])
             y_ctrl[[i, j], c] = y_ctrl[[j, i], c]
-            ys = y_ctrl @ basis.T
+            ys = dm.matmul(y_ctrl, basis.T)
         ys = geo.snap(ys)
 
         half = thickness / 2.0
@@ -278,7 +279,7 @@ class TracingTask:
         if len(cross) and cross.angle_deg.min() < k["min_crossing_angle_deg"]:
             return "crossing angle"
         if len(cross) > 1:
-            d = np.hypot(*(cross.points[:, None, :] - cross.points[None, :, :]).transpose(2, 0, 1))
+            d = dm.hypot(*(cross.points[:, None, :] - cross.points[None, :, :]).transpose(2, 0, 1))
             np.fill_diagonal(d, np.inf)
             if d.min() < k["min_crossing_sep_px"]:
                 return "crossings too close"
@@ -300,7 +301,7 @@ class TracingTask:
         ends = np.stack([np.full(n, xs[-1]), ys[:, -1]], axis=1)
         markers = np.concatenate([starts, ends])  # [2n, 2]
         if len(cross):
-            to_marker = np.hypot(*(cross.points[:, None, :] - markers[None, :, :]).transpose(2, 0, 1))
+            to_marker = dm.hypot(*(cross.points[:, None, :] - markers[None, :, :]).transpose(2, 0, 1))
             if to_marker.min() < r + k["crossing_clearance_px"]:
                 return "crossing near marker"
 
@@ -315,8 +316,8 @@ class TracingTask:
             x = np.arange(len(cross))
             of_pair = np.zeros((n, n, len(cross)), dtype=bool)  # [i, j, X]
             of_pair[cross.first, cross.second, x] = of_pair[cross.second, cross.first, x] = True
-            reach = 1.25 * min_gap / np.sin(np.radians(cross.angle_deg)) + VERTEX_SPACING_PX  # [X]
-            dist = np.hypot(*(vert[:, :, None, :] - cross.points[None, None, :, :]).transpose(3, 0, 1, 2))  # [n, M, X]
+            reach = 1.25 * min_gap / dm.sin(np.radians(cross.angle_deg)) + VERTEX_SPACING_PX  # [X]
+            dist = dm.hypot(*(vert[:, :, None, :] - cross.points[None, None, :, :]).transpose(3, 0, 1, 2))  # [n, M, X]
             excused = (of_pair[:, :, None, :] & (dist < reach)[:, None, :, :]).any(axis=-1)  # [i, j, M]
             if (close & ~excused).any():
                 return "curves too close"
@@ -380,7 +381,7 @@ class TracingTask:
             px, py = cross.points[None, :, 0], cross.points[None, :, 1]  # [1, X]
             bx = geo.clip(px, x0, x1) - px
             by = geo.clip(py, y0, y1) - py
-            if np.hypot(bx, by).min() < k["crossing_clearance_px"]:
+            if dm.hypot(bx, by).min() < k["crossing_clearance_px"]:
                 return "crossing near label"
 
         marker_list = [

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from linebench import detmath as dm
+
 
 @dataclass(frozen=True)
 class Move:
@@ -94,7 +96,7 @@ def move_plan(
                 weight.append(ro * (moves[x] - cost[x]) * (moves[y] - cost[y]))
         if cand:
             w = np.asarray(weight, dtype=np.float64)
-            keys = np.log(w / w.sum()) + rng.gumbel(size=len(cand))  # a weighted random order
+            keys = dm.log(w / w.sum()) + dm.gumbel(rng, len(cand))  # a weighted random order (Gumbel-max)
             for i in np.argsort(-keys, kind="stable"):
                 p, is_pair, cx, cy = cand[i]
                 x, y = order[p], order[p + 1]

@@ -48,6 +48,7 @@ import math
 
 import numpy as np
 
+from .. import detmath as dm
 from ..errors import UsageError
 from ..grids import TokenGrid, register
 
@@ -122,8 +123,8 @@ def _anyres(canvas, pinpoints, crop, patch, anyres_max=None):
         if ratio > 1.1:
             fy = np.linspace(r0, r1, int(uh // ratio) + 1)
             fx = np.linspace(c0, c1, int(uw // ratio) + 1)
-    ys = (np.interp(fy, np.arange(rows + 1), feature_edges(bh // crop, crop, patch)) - top) * (h / rh)
-    xs = (np.interp(fx, np.arange(cols + 1), feature_edges(bw // crop, crop, patch)) - left) * (w / rw)
+    ys = (dm.interp(fy, np.arange(rows + 1), feature_edges(bh // crop, crop, patch)) - top) * (h / rh)
+    xs = (dm.interp(fx, np.arange(cols + 1), feature_edges(bw // crop, crop, patch)) - left) * (w / rw)
     tiles = TokenGrid(len(ys) - 1, len(xs) - 1, xs, ys, label=f"tiles {bh // crop}x{bw // crop}", newline=True)
     return [base, tiles]
 
