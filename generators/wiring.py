@@ -95,9 +95,10 @@ def move_plan(
                 cand.append((p, False, cx, cy))
                 weight.append(ro * (moves[x] - cost[x]) * (moves[y] - cost[y]))
         if cand:
-            w = np.asarray(weight, dtype=np.float64)
-            keys = dm.log(w / w.sum()) + dm.gumbel(rng, len(cand))  # a weighted random order (Gumbel-max)
-            for i in np.argsort(-keys, kind="stable"):
+            # A weighted random order: an exponential race (candidate i finishes at E_i / w_i, E_i ~
+            # Exp(1)) orders like the Gumbel-max keys log(w_i) + G_i, with one log per candidate.
+            finish = dm.exponential(rng, len(cand)) / np.asarray(weight, dtype=np.float64)
+            for i in np.argsort(finish, kind="stable"):
                 p, is_pair, cx, cy = cand[i]
                 x, y = order[p], order[p + 1]
                 saved = (half[x], half[y])

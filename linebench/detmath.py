@@ -380,12 +380,8 @@ def uniform(rng: np.random.Generator, low: float, high: float, size=None):
     return low + span * rng.random(size)  # (size None: Python floats, the same IEEE operations)
 
 
-def gumbel(rng: np.random.Generator, size) -> np.ndarray:
-    """Standard Gumbel draws, -log(-log(U)), replacing rng.gumbel(size=size) (whose log is libm's).
-
-    U = 1 - rng.random(size), which is exactly the U numpy's gumbel uses, so the same seed gives
-    the same draws up to log's last bits, and the generator advances by one double per value.
-    U lies in (0, 1]: log(0) is never taken. U = 1 (probability 2**-53 per draw) gives +inf, where
-    numpy would draw again; an infinite key simply sorts first, and no extra draw shifts the stream."""
-    u = 1.0 - rng.random(size)
-    return -_log(-_log(u))
+def exponential(rng: np.random.Generator, size) -> np.ndarray:
+    """Standard exponential draws, -log(1 - U) with U = rng.random(size): numpy's inversion method
+    (`standard_exponential(method="inv")`, which uses libm's log1p) with detmath's log, one double
+    per value. 1 - U lies in (0, 1], so log(0) is never taken; U = 0 gives 0."""
+    return -_log(1.0 - rng.random(size))

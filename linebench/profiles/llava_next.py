@@ -119,7 +119,7 @@ def _anyres(canvas, pinpoints, crop, patch, anyres_max=None):
     fx = np.arange(c0, c1 + 1, dtype=np.float64)
     if anyres_max is not None:
         uh, uw = r1 - r0, c1 - c0
-        ratio = math.sqrt(uh * uw / (anyres_max * n**2))
+        ratio = math.sqrt(uh * uw / (anyres_max * n * n))
         if ratio > 1.1:
             fy = np.linspace(r0, r1, int(uh // ratio) + 1)
             fx = np.linspace(c0, c1, int(uw // ratio) + 1)
