@@ -235,12 +235,6 @@ def _combine(hashers: Mapping[str, Any], rows: int, skip: tuple[str, ...] = ()) 
     return top.hexdigest()
 
 
-def content_digest(tables: Iterable[pa.Table], limit: int | None = None, skip: tuple[str, ...] = ()) -> tuple[str, int]:
-    """sha256 over the content of rows (in order), column by column (but `skip`) -> (hex digest, rows)."""
-    hashers, rows = _column_hashes(tables, limit)
-    return _combine(hashers, rows, skip), rows
-
-
 def split_digests(folder: Path, manifest: Mapping[str, Any], head_rows: int = HEAD_ROWS) -> dict[str, dict[str, Any]]:
     """Per split of a generated folder: rows, content sha256 with and without the images, and the
     same for its first rows."""
