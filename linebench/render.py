@@ -165,7 +165,7 @@ def pixel_difference(png_a: bytes, png_b: bytes) -> tuple[int, int] | None:
         a, b = decode_png(png_a), decode_png(png_b)
     except (cv2.error, TypeError, ValueError):
         return None
-    if a is None or b is None or a.shape != b.shape:
+    if a.shape != b.shape:
         return None
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2)
     return int((diff > 0).sum()), int(diff.max())
