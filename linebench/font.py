@@ -168,13 +168,12 @@ def text_size(text: str, scale: float, thickness_px: int) -> tuple[int, int, int
     return width, height, depth
 
 
-def text_strokes(text: str, origin: tuple[int, int], scale: float) -> list[np.ndarray]:
-    """The polylines that draw `text` with its baseline's left end at the integer pixel `origin`
-    (OpenCV's text convention) -> int32 [M, 2] arrays in 1/2**FIXED_SHIFT px, OpenCV pixel centres."""
+@functools.lru_cache(maxsize=4096)
+def _strokes_at_origin(text: str, scale: float) -> tuple[np.ndarray, ...]:
+    """`text_strokes(text, (0, 0), scale)` as int64 arrays (cached: labels repeat)."""
     check_text(text)
     unit = _round_half_even(scale * (1 << FIXED_SHIFT))
-    x = int(origin[0]) << FIXED_SHIFT
-    y = (int(origin[1]) << FIXED_SHIFT) - BASE_LINE * unit
+    x, y = 0, -BASE_LINE * unit
     out = []
     for ch in text:
         left, right, strokes = _glyph(ch)
@@ -182,6 +181,14 @@ def text_strokes(text: str, origin: tuple[int, int], scale: float) -> list[np.nd
         for pts in strokes:
             out.append(np.array([(px * unit + x, py * unit + y) for px, py in pts], dtype=np.int64))
         x += right * unit
+    return tuple(out)
+
+
+def text_strokes(text: str, origin: tuple[int, int], scale: float) -> list[np.ndarray]:
+    """The polylines that draw `text` with its baseline's left end at the integer pixel `origin`
+    (OpenCV's text convention) -> int32 [M, 2] arrays in 1/2**FIXED_SHIFT px, OpenCV pixel centres."""
+    shift = np.array([int(origin[0]) << FIXED_SHIFT, int(origin[1]) << FIXED_SHIFT], dtype=np.int64)
+    out = [p + shift for p in _strokes_at_origin(text, scale)]  # integers: exact in any order
     if out and max(int(np.abs(p).max()) for p in out) >= 1 << 31:
         raise UsageError(f"text {text!r} at {tuple(origin)} lies outside the drawable range")
     return [p.astype(np.int32) for p in out]
