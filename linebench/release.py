@@ -27,7 +27,7 @@ A spec file (TOML):
 Checksums are over row *content* (every column's values in row order, in a fixed byte encoding),
 not over parquet files, so they do not depend on the pyarrow version or the shard size. Every
 column but the image is a function of linebench alone; the pixels were measured the same with
-OpenCV 4.14, 5.0 and 5.1, but a renderer may change them (docs/releases.md).
+OpenCV 4.12, 4.14, 5.0 and 5.1, but a renderer may change them (docs/releases.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ them into pixels. OpenCV's drawing is integer arithmetic on a 1/16 px lattice (`
 strokes on 1/65536 px), so the same primitives give the same pixels on every machine. Text is
 drawn as polylines of linebench's own font (`font`), never with OpenCV's text functions, whose
 metrics and glyphs change between OpenCV versions; the pixels of every primitive here were
-measured identical with OpenCV 4.14, 5.0 and 5.1 (docs/releases.md).
+measured identical with OpenCV 4.12, 4.14, 5.0 and 5.1 (docs/releases.md).
 """
 
 from __future__ import annotations
