@@ -28,13 +28,10 @@ import hashlib, json, sys
 import cv2, numpy as np
 from linebench.release import load_release
 from linebench.render import decode_png, renderer
+from linebench.detmath import simd_targets
 from linebench.samples import RowMaker
-try:
-    from numpy._core._multiarray_umath import __cpu_dispatch__ as dispatch, __cpu_features__ as features
-except ImportError:
-    from numpy.core._multiarray_umath import __cpu_dispatch__ as dispatch, __cpu_features__ as features
 rows = int(sys.argv[1])
-out = {"renderer": renderer(), "numpy": np.__version__, "simd": [f for f in dispatch if features.get(f)], "tasks": {}}
+out = {"renderer": renderer(), "numpy": np.__version__, "simd": simd_targets()[1], "tasks": {}}
 for task in ("intersection", "tracing", "grid_patch"):
     rel = load_release(task)
     specs = []
@@ -71,14 +68,6 @@ def opencv_dir(version: str) -> Path:
     return target
 
 
-def simd_targets() -> list[str]:
-    try:
-        from numpy._core._multiarray_umath import __cpu_dispatch__ as dispatch, __cpu_features__ as features
-    except ImportError:  # pragma: no cover - numpy < 2
-        from numpy.core._multiarray_umath import __cpu_dispatch__ as dispatch, __cpu_features__ as features
-    return [f for f in dispatch if features.get(f)]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=40, help="rows per split and seed (default 40)")
@@ -90,7 +79,9 @@ def main() -> int:
     for v in args.opencv:
         configs.append((f"opencv {v}", {"PYTHONPATH": os.pathsep.join([str(opencv_dir(v)), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}))
     if args.simd_off:
-        configs.append(("numpy SIMD off", {"NPY_DISABLE_CPU_FEATURES": " ".join(simd_targets())}))
+        from linebench.detmath import simd_targets
+
+        configs.append(("numpy SIMD off", {"NPY_DISABLE_CPU_FEATURES": " ".join(simd_targets()[1])}))
 
     import tempfile
 

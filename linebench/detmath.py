@@ -385,3 +385,13 @@ def exponential(rng: np.random.Generator, size) -> np.ndarray:
     (`standard_exponential(method="inv")`, which uses libm's log1p) with detmath's log, one double
     per value. 1 - U lies in (0, 1], so log(0) is never taken; U = 0 gives 0."""
     return -_log(1.0 - rng.random(size))
+
+
+def simd_targets() -> tuple[list[str], list[str]]:
+    """(the SIMD targets numpy dispatches to, those of them this process uses): what
+    `NPY_DISABLE_CPU_FEATURES` can turn off, for the checks that rows do not depend on them."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return list(__cpu_dispatch__), [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]

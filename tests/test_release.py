@@ -68,22 +68,13 @@ def test_a_regenerated_slice_matches_the_stored_checksums(name, tmp_path, monkey
             assert d["head_sha256"] == sums[split]["head_sha256"], f"{name}/{split}: regenerated images differ"
 
 
-def _cpu_features():
-    try:
-        from numpy._core import _multiarray_umath as m
-    except ImportError:  # numpy < 2
-        from numpy.core import _multiarray_umath as m
-    return m.__cpu_dispatch__, m.__cpu_features__
-
-
 _PROBE = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from test_release import _cpu_features, _regenerate_heads
-dispatch, features = _cpu_features()
-on = [f for f in dispatch if features.get(f)]
-print(json.dumps({"on": on, "digests": {name: _regenerate_heads(name, Path(sys.argv[1]) / name) for name in sys.argv[3:]}}))
+from linebench.detmath import simd_targets
+from test_release import _regenerate_heads
+print(json.dumps({"on": simd_targets()[1], "digests": {name: _regenerate_heads(name, Path(sys.argv[1]) / name) for name in sys.argv[3:]}}))
 """
 
 
@@ -97,8 +88,9 @@ def test_release_content_does_not_depend_on_numpys_simd_paths(tmp_path):
 
     import numpy as np
 
-    dispatch, features = _cpu_features()
-    present = [f for f in dispatch if features.get(f)]
+    from linebench.detmath import simd_targets
+
+    dispatch, present = simd_targets()
     if not present:
         pytest.skip(f"this CPU has none of numpy {np.__version__}'s dispatched SIMD targets ({', '.join(dispatch)}): nothing to turn off")
     env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(present)}
