@@ -4,9 +4,10 @@ Label text feeds a row's content (label boxes steer placement and audits), so it
 strokes must not come from a rasteriser whose answer changes between versions: OpenCV 5.1 changed
 `cv2.getTextSize` and `cv2.putText`, and with them which scenes were accepted (issue 25). Here the
 glyphs are a data table, the metrics integer arithmetic on it, and the strokes fixed-point points
-that `render` draws as ordinary anti-aliased polylines. The layout is OpenCV 4.x/5.0's
-FONT_HERSHEY_SIMPLEX rule (the same glyphs, advances, cap/base lines and rounding), so a label
-sits where it sat before; only who computes it changed.
+that `render` draws as ordinary anti-aliased polylines. The metrics follow OpenCV 4.x's
+FONT_HERSHEY_SIMPLEX rule on the same glyphs (advances, cap and base lines, rounding half to even);
+OpenCV 5 had already changed both metrics and glyphs, so labels sit a little differently from
+generator core4's.
 
 Glyph data: the Hershey fonts were originally created by Dr. A. V. Hershey while working at the
 U. S. National Bureau of Standards. The format of the font data in this distribution was
