@@ -76,7 +76,7 @@ def per_step(steps: int) -> dict[str, float]:
     from linebench.samples import RunSpec
     from linebench.tasks import ParamSpec
     from linebench.train import KLALCollator, examples_transform, tiny
-    from linebench.train.capture import KLALCapture
+    from linebench.train.capture import KLALCapture, format_token_ids
 
     folder = tiny.cached("tiny")
     data = Path(tempfile.mkdtemp(prefix="lb-rows-"))
@@ -93,7 +93,7 @@ def per_step(steps: int) -> dict[str, float]:
         model = AutoModelForImageTextToText.from_pretrained(folder)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        cap = KLALCapture(model, special_ids=proc.tokenizer.all_special_ids) if arm == "on" else None
+        cap = KLALCapture(model, special_ids=proc.tokenizer.all_special_ids, format_ids=format_token_ids(proc.tokenizer)) if arm == "on" else None
         times = []
         for i, b in enumerate(batches):
             b = dict(b)

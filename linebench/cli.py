@@ -693,7 +693,7 @@ def train(
     klal: bool = typer.Option(False, "--klal/--no-klal", help="Add lambda * KLAL to the next-token loss (without it: the NTP-only baseline, same data, order and seed)."),
     lam: float = typer.Option(1.0, "--lambda", help="Weight of KLAL."),
     layers: str = typer.Option("all", "--klal-layers", help="Supervised decoder layers: all, last:K or i,j,..."),
-    query: str = typer.Option("last-answer", "--klal-query", help="Which query attends: last-answer (produces the last answer token), answer-start, all-answer, at-last-label (docs/klal.md)."),
+    query: str = typer.Option("answer-content", "--klal-query", help="Which query attends: answer-content (the queries that produce the answer's letters and digits, never a format token such as ')'), last-answer, answer-start, all-answer, at-last-label (docs/klal.md)."),
     map_target: float = typer.Option(0.80, help="Map mass on target tokens."),
     map_neighbour: float = typer.Option(0.15, help="Map mass on their neighbours."),
     map_floor: float = typer.Option(0.05, help="Map mass on every other token."),

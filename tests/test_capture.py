@@ -115,9 +115,10 @@ def qwen_batch(wide=False):
     return inputs, [tmap(4, 3), tmap(second, 4)]
 
 
-def rows_of(inputs, targets, image_token, query, special=(2,)):
+def rows_of(inputs, targets, image_token, query, special=(2,), fmt=()):
     """(sample, query position, image start, P) the long way, for the eager reference: the query
-    that produces an answer token sits one position before it (special tokens are not answers)."""
+    that produces an answer token sits one position before it (special tokens are not answers;
+    `fmt` tokens carry no content)."""
     out = []
     for b in range(inputs["input_ids"].shape[0]):
         ids = inputs["input_ids"][b].tolist()
@@ -125,7 +126,9 @@ def rows_of(inputs, targets, image_token, query, special=(2,)):
         starts = [p for p in pos if p - 1 not in pos]
         labelled = [i for i, v in enumerate(inputs["labels"][b].tolist()) if v != -100]
         answer = [i for i in labelled if ids[i] not in special]
+        content = [i for i in answer if ids[i] not in fmt] or answer[-1:]
         queries = {
+            "answer-content": [p - 1 for p in content],
             "last-answer": [answer[-1] - 1], "answer-start": [answer[0] - 1], "all-answer": [p - 1 for p in answer],
             "at-last-label": labelled[-1:],
         }[query] if answer else []  # fmt: skip
@@ -180,13 +183,14 @@ def captured(model, inputs, targets, **kw):
     return cap, out
 
 
-@pytest.mark.parametrize("query", ["last-answer", "answer-start", "all-answer", "at-last-label"])
+@pytest.mark.parametrize("query", ["answer-content", "last-answer", "answer-start", "all-answer", "at-last-label"])
 def test_llava_capture_equals_eager_attentions(query):
     model = llava()
     inputs, targets = llava_batch()
     layers = [0, 1, 2]
-    expected, ref = eager_klal(model, inputs, rows_of(inputs, targets, IMG, query), layers)
-    cap, out = captured(model, inputs, targets, query=query, backend="triton")
+    fmt = set(inputs["input_ids"][0, 12:13].tolist())  # one answer token of sample 0 is "format"
+    expected, ref = eager_klal(model, inputs, rows_of(inputs, targets, IMG, query, fmt=fmt), layers)
+    cap, out = captured(model, inputs, targets, query=query, backend="triton", format_ids=fmt)
     assert model.config.text_config._attn_implementation == "linebench_klal"
     assert model.config.vision_config._attn_implementation != "linebench_klal"
     assert abs(cap.loss.item() - expected.item()) < 1e-5 and expected.item() > 0
@@ -196,7 +200,7 @@ def test_llava_capture_equals_eager_attentions(query):
 def test_llava_two_images_in_one_sample_one_map_each():
     model = llava()
     inputs, targets = llava_batch(two_images=True)
-    expected, _ = eager_klal(model, inputs, rows_of(inputs, targets, IMG, "last-answer"), [0, 1, 2])
+    expected, _ = eager_klal(model, inputs, rows_of(inputs, targets, IMG, "answer-content"), [0, 1, 2])
     cap, _ = captured(model, inputs, targets, backend="triton")
     assert abs(cap.loss.item() - expected.item()) < 1e-5
 
@@ -204,7 +208,7 @@ def test_llava_two_images_in_one_sample_one_map_each():
 def test_qwen2_5_vl_capture_equals_eager_attentions():
     model = qwen()
     inputs, targets = qwen_batch()
-    expected, ref = eager_klal(model, inputs, rows_of(inputs, targets, 70, "last-answer"), [0, 1])
+    expected, ref = eager_klal(model, inputs, rows_of(inputs, targets, 70, "answer-content"), [0, 1])
     cap, out = captured(model, inputs, targets, backend="triton")
     assert abs(cap.loss.item() - expected.item()) < 1e-5
     assert_same_grads(grads(cap.loss, model), grads(expected, ref))
@@ -218,7 +222,7 @@ def test_a_llama_text_model_given_the_visual_spans():
     inputs, targets = llava_batch()
     inputs = {k: v for k, v in inputs.items() if k != "pixel_values"}
     spans = [[(2, 4)], [(4, 4)]]
-    expected, _ = eager_klal(model, inputs, rows_of(inputs, targets, IMG, "last-answer"), [1])
+    expected, _ = eager_klal(model, inputs, rows_of(inputs, targets, IMG, "answer-content"), [1])
     cap = KLALCapture(model, layers="last:1", backend="triton")
     with cap.batch(inputs["input_ids"], inputs["labels"], targets, visual_spans=spans):
         model(**inputs)
@@ -228,7 +232,7 @@ def test_a_llama_text_model_given_the_visual_spans():
 def test_layer_selection_matches_the_same_layers_of_eager():
     model = llava()
     inputs, targets = llava_batch()
-    expected, _ = eager_klal(model, inputs, rows_of(inputs, targets, IMG, "last-answer"), [0, 2])
+    expected, _ = eager_klal(model, inputs, rows_of(inputs, targets, IMG, "answer-content"), [0, 2])
     cap, _ = captured(model, inputs, targets, layers="0,-1", backend="triton")
     assert cap.layers == [0, 2] and abs(cap.loss.item() - expected.item()) < 1e-5
 
@@ -320,7 +324,7 @@ def test_a_sample_without_answer_tokens_is_skipped_and_counted():
     inputs, targets = llava_batch()
     inputs["labels"] = inputs["labels"].clone()
     inputs["labels"][1] = -100
-    rows = rows_of(inputs, targets, IMG, "last-answer")
+    rows = rows_of(inputs, targets, IMG, "answer-content")
     expected, _ = eager_klal(model, inputs, [r for r in rows if r], [0, 1, 2])
     with pytest.warns(UserWarning, match="1 sample.*no answer token"):
         cap, _ = captured(model, inputs, targets, backend="triton")
@@ -405,7 +409,7 @@ def test_one_op_call_per_layer_with_images_of_different_sizes(monkeypatch):
     calls = []
     real = capture_mod.klal_loss
     monkeypatch.setattr(capture_mod, "klal_loss", lambda *a, **kw: calls.append(kw["lengths"].tolist()) or real(*a, **kw))
-    cap, _ = captured(model, inputs, targets, backend="triton")
+    cap, _ = captured(model, inputs, targets, backend="triton", query="last-answer")  # one query per image
     assert calls == [[4, 8], [4, 8]]  # one call per layer, both images
     assert abs(cap.loss.item() - expected.item()) < 1e-5
 
@@ -435,9 +439,38 @@ def test_the_capture_adds_no_graph_break_under_torch_compile():
     assert float(eager) > 0 and torch.allclose(traced, eager, rtol=1e-5, atol=1e-6)
 
 
-def test_the_default_query_produces_the_last_answer_token():
-    """One-token answer then end of turn: the default supervises the query one before the answer
-    (the one whose logits produce it); at-last-label, the end-of-turn position."""
+def test_the_default_query_produces_the_answers_content_tokens():
+    """"(3, 5)" then end of turn, tokenized as ( 3 , 5 ): the default supervises the queries that
+    produce "3" and "5" (at "(" and ","), never the one that produces the format token ")";
+    last-answer takes that one; an answer of format tokens only falls back to its last token."""
+    model = llava()
+    inputs, targets = llava_batch()
+    ids, labels = inputs["input_ids"].clone(), torch.full_like(inputs["input_ids"], -100)
+    eos = model.config.text_config.eos_token_id
+    opened, comma, closed, three, five = 40, 41, 42, 7, 9
+    ids[0, 11:17] = torch.tensor([opened, three, comma, five, closed, eos])  # answer (3, 5)
+    labels[0, 11:17] = ids[0, 11:17]
+    ids[1, 16], ids[1, 17] = closed, eos  # an answer of one format token
+    labels[1, 16:18] = ids[1, 16:18]
+    fmt = {opened, comma, closed}
+    cap = KLALCapture(model, backend="torch", format_ids=fmt)
+    assert cap.query == "answer-content"
+    with cap.batch(ids, labels, targets):
+        pass
+    assert cap._replay.query_pos.tolist() == [11, 13, 15]  # "(" produces 3, "," produces 5; sample 1: its last token
+    last = KLALCapture(model, backend="torch", query="last-answer", format_ids=fmt)
+    with last.batch(ids, labels, targets):
+        pass
+    assert last._replay.query_pos.tolist() == [14, 15]  # the query at "5" produces ")"
+    batch = dict(inputs, input_ids=ids, labels=labels)
+    expected, _ = eager_klal(model, batch, rows_of(batch, targets, IMG, "answer-content", special=(eos,), fmt=fmt), [0, 1, 2])
+    cap2, _ = captured(model, batch, targets, backend="triton", format_ids=fmt)
+    assert abs(cap2.loss.item() - expected.item()) < 1e-5
+
+
+def test_one_token_answers_supervise_the_query_that_produces_them():
+    """One-token answer then end of turn: answer-content and last-answer both supervise the query
+    one before the answer (the one whose logits produce it); at-last-label, the end-of-turn position."""
     model = llava()
     inputs, targets = llava_batch()
     ids, labels = inputs["input_ids"].clone(), torch.full_like(inputs["input_ids"], -100)
@@ -458,3 +491,47 @@ def test_the_default_query_produces_the_last_answer_token():
     expected, _ = eager_klal(model, batch, rows_of(batch, targets, IMG, "last-answer", special=(eos,)), [0, 1, 2])
     cap2, _ = captured(model, batch, targets, backend="triton")
     assert abs(cap2.loss.item() - expected.item()) < 1e-5
+
+
+def _bpe_tokenizer(kind: str):
+    """A small tokenizer trained here, in the style of a real model's: Qwen2.5-VL's byte-level BPE
+    (digits one by one, byte-level pieces such as "Ġ(") or LLaVA-1.5's Llama BPE (SentencePiece's
+    "▁" word marker, digits one by one)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [f"({r}, {c})" for r in range(1, 25) for c in range(1, 25)] + [str(i) for i in range(200)]
+    corpus += ["[12, 34, 56, 78]", "[0.125, 0.5]", "Which cell contains the red star? Answer as (row, column).", "A B C D"] * 5
+    if kind == "qwen":
+        tk = Tokenizer(models.BPE(unk_token=None))
+        tk.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"\p{N}"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ])  # fmt: skip
+        tk.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|im_end|>"])
+    else:
+        tk = Tokenizer(models.BPE(unk_token="<unk>"))
+        tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Digits(individual_digits=True)])
+        tk.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "</s>"])
+    tk.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>" if kind == "qwen" else "</s>")
+
+
+@pytest.mark.parametrize("kind", ["qwen", "llama"])
+@pytest.mark.parametrize("answer", ["3", "17", "(3, 5)", "(12, 7)", "[12, 34, 56, 78]", "[0.125, 0.5]"])
+def test_format_tokens_on_real_style_tokenizations(kind, answer):
+    """Each task's answers (a count, an end number, a cell, a box, a point) through tokenizers built
+    like Qwen2.5-VL's and LLaVA-1.5's: the tokens answer-content supervises are exactly the ones that
+    spell the answer's digits, and every bracket, comma and space is left out."""
+    import re
+
+    from linebench.train.capture import format_token_ids
+
+    tok = _bpe_tokenizer(kind)
+    fmt = format_token_ids(tok)
+    ids = tok(answer, add_special_tokens=False)["input_ids"]
+    content = [i for i in ids if i not in fmt]
+    assert "".join(tok.decode([i]) for i in content).replace(" ", "") == re.sub(r"[^0-9A-Za-z]", "", answer)
+    assert len(content) < len(ids) or answer.isdigit()  # something was left out where there is format
+    assert all(re.search(r"[0-9A-Za-z]", tok.decode([i])) is None for i in ids if i in fmt)

@@ -251,7 +251,7 @@ def test_hf_attention_metrics_equal_eager_attentions(tiny_models, folder):
 
     from linebench.evaluate.hf import attention_metrics
     from linebench.maps import target_tokens
-    from linebench.train import tiny
+    from linebench.train import format_token_ids, tiny
     from linebench.train.data import KLALCollator, as_example
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_models["tiny"]).eval()
@@ -268,6 +268,7 @@ def test_hf_attention_metrics_equal_eager_attentions(tiny_models, folder):
         att = model(**batch, output_attentions=True).attentions
     img = model.config.image_token_id
     special = set(proc.tokenizer.all_special_ids)
+    fmt = format_token_ids(proc.tokenizer)
     assert len(got["layers"]) == len(att) == model.config.text_config.num_hidden_layers  # every layer captured
     for layer, expected in enumerate(got["layers"]):
         kls, ratios = [], []
@@ -275,13 +276,15 @@ def test_hf_attention_metrics_equal_eager_attentions(tiny_models, folder):
             ids = batch["input_ids"][b].tolist()
             span = [i for i, t in enumerate(ids) if t == img]
             answer = [i for i, v in enumerate(batch["labels"][b].tolist()) if v != -100 and ids[i] not in special]
-            a = att[layer][b, :, answer[-1] - 1, span[0] : span[-1] + 1]
-            q = (a / a.sum(-1, keepdim=True)).mean(0).double().numpy()
-            p = targets[b][0].double().numpy()
-            nz = p > 0
-            kls.append((p[nz] * (np.log(p[nz]) - np.log(q[nz]))).sum())
-            mask = target_tokens(r, got["profile"])
-            ratios.append(q[mask].mean() / q.mean())
+            content = [i for i in answer if ids[i] not in fmt] or answer[-1:]  # the default query: answer-content
+            for pos in content:
+                a = att[layer][b, :, pos - 1, span[0] : span[-1] + 1]
+                q = (a / a.sum(-1, keepdim=True)).mean(0).double().numpy()
+                p = targets[b][0].double().numpy()
+                nz = p > 0
+                kls.append((p[nz] * (np.log(p[nz]) - np.log(q[nz]))).sum())
+                mask = target_tokens(r, got["profile"])
+                ratios.append(q[mask].mean() / q.mean())
         assert abs(np.mean(kls) - expected["kl"]) < 1e-4 and abs(np.mean(ratios) - expected["ratio"]) < 1e-4
 
 

@@ -85,13 +85,14 @@ def attention_metrics(
     (`attention[id]`: Q averaged over the layers, in token order) for pictures."""
     import torch
 
-    from ..train.capture import KLALCapture, capture_of
+    from ..train.capture import KLALCapture, capture_of, format_token_ids
 
     profile = profile or map_profile(processor)
     collator = KLALCollator(processor, profile)
     device = next(model.parameters()).device
     own = capture_of(model)
-    cap = own or KLALCapture(model, layers="all", backend="torch", special_ids=processor.tokenizer.all_special_ids)
+    cap = own or KLALCapture(model, layers="all", backend="torch", special_ids=processor.tokenizer.all_special_ids,
+                             format_ids=format_token_ids(processor.tokenizer))
     kl: dict[int, list[float]] = {}
     ratio: dict[int, list[float]] = {}
     detail: list[dict[str, Any]] = []

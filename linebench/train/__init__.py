@@ -1,9 +1,9 @@
 """Training with KLAL: the capture inside HF models, TRL's SFTTrainer with the loss added, the
 collator that adds each sample's map, the tiny default VLMs, and `linebench train`."""
 
-from .capture import CaptureError, KLALCapture, parse_layers, register
+from .capture import CaptureError, KLALCapture, format_token_ids, parse_layers, register
 
-__all__ = ["CaptureError", "KLALCapture", "parse_layers", "register", "KLALTrainer", "KLALCollator", "map_profile", "examples_transform"]
+__all__ = ["CaptureError", "KLALCapture", "format_token_ids", "parse_layers", "register", "KLALTrainer", "KLALCollator", "map_profile", "examples_transform"]
 
 
 def __getattr__(name: str):

@@ -7,7 +7,7 @@ layers selected for supervision it also hands the selected query rows and a view
 keys (post-RoPE, exactly as attention sees them) to `linebench.klal.klal_loss`. The vision tower
 keeps its own implementation.
 
-    cap = KLALCapture(model, layers="all", query="last-answer")
+    cap = KLALCapture(model, layers="all", format_ids=format_token_ids(tokenizer))
     with cap.batch(input_ids, labels, targets):        # targets: one P row per image
         out = model(input_ids=input_ids, pixel_values=..., labels=labels)
     loss = out.loss + lam * cap.loss                   # cap.loss: mean over the selected layers
@@ -17,9 +17,12 @@ model's config), or spans given explicitly (`visual_spans`, for any Llama-family
 Answer tokens are the positions whose `labels` are not -100 (labels aligned with input_ids, as HF
 models take them), less the special tokens (EOS, end of turn: `special_ids`). Which query attends
 (`query`): in a causal LM the token at position t is produced by the query at t - 1, so
-"last-answer" (the default) supervises the query at p - 1 for the last answer token p; the older
-"at-last-label" takes the query at the last labelled position itself (which, for a one-token
-answer, is the query that predicts what follows it, often end of turn). docs/klal.md draws it.
+"answer-content" (the default) supervises the query at p - 1 for every answer token p that carries
+content (a letter or digit: for "(3, 5)" the "3" and the "5", produced by the queries at "(" and
+","; never a format token such as ")", whose query learns nothing about the picture; `format_ids`
+says which tokens those are); "last-answer" takes the query that produces the last answer token
+(for "(3, 5)", ")"); the older "at-last-label" the query at the last labelled position itself
+(which, for a one-token answer, predicts what follows it, often end of turn). docs/klal.md draws it.
 Each (sample, image, query position) is one row of the op: one map per
 image, each renormalised over that image's tokens (not a joint map over several images). A sample's
 loss is the mean over its rows; the batch's, the mean over samples; KLAL, the mean over layers.
@@ -41,7 +44,7 @@ import contextlib
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 import torch
 
@@ -50,11 +53,14 @@ from ..klal import klal_loss, visual_attention
 
 IMPL = "linebench_klal"
 # Query positions, for answer tokens p_0 < ... < p_last (labels != -100, special tokens left out):
-#   last-answer   p_last - 1     the query that produces the last answer token (default)
+#   answer-content p - 1 for every answer token p with content (not in format_ids; if none has,
+#                  the last answer token): the queries that produce the answer itself (default)
+#   last-answer   p_last - 1     the query that produces the last answer token
 #   answer-start  p_0 - 1        the query that produces the first (the generation prompt's last token)
 #   all-answer    p_i - 1, all i the queries that produce each answer token
 #   at-last-label the last position whose label is not -100, special or not (the earlier default)
-QUERIES = ("last-answer", "answer-start", "all-answer", "at-last-label")
+QUERIES = ("answer-content", "last-answer", "answer-start", "all-answer", "at-last-label")
+DEFAULT_QUERY = "answer-content"
 BASES = ("sdpa", "eager")  # flash: see the module docstring
 IGNORE_INDEX = -100
 
@@ -160,12 +166,23 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     return runs
 
 
+def format_token_ids(tokenizer) -> frozenset[int]:
+    """The ids of the tokens that carry no content: their text has no letter or digit ("(", ",",
+    ")", spaces, byte fragments). "answer-content" leaves out the queries that produce them."""
+    n = len(tokenizer)
+    texts = tokenizer.batch_decode([[i] for i in range(n)])
+    return frozenset(i for i, t in enumerate(texts) if not any(ch.isalnum() for ch in t))
+
+
 class KLALCapture:
     """Computes KLAL during the model's own forward pass (see the module docstring).
 
     layers: "all", "last:K", "0,5,-1" or a list of decoder layer indices.
-    query: "last-answer" (the query producing the last answer token: the paper's choice),
+    query: "answer-content" (the queries producing the answer's content tokens), "last-answer",
         "answer-start", "all-answer" or "at-last-label" (see QUERIES).
+    format_ids: token ids that carry no content (`format_token_ids(tokenizer)`: no letter or
+        digit, such as "(", ",", ")"); "answer-content" skips their queries. Without them every
+        answer token counts as content (then "answer-content" is "all-answer").
     special_ids: token ids that are never answer tokens for the query choice (EOS, end of turn);
         default: the model's EOS ids (config and generation config). Pass the tokenizer's
         `all_special_ids` when training with a chat template.
@@ -179,8 +196,8 @@ class KLALCapture:
     truncation); a warning says so once."""
 
     def __init__(
-        self, model, layers: str | Sequence[int] = "all", query: str = "last-answer", base: str = "sdpa", backend: str = "auto",
-        special_ids: Sequence[int] | None = None, measure: bool = False,
+        self, model, layers: str | Sequence[int] = "all", query: str = DEFAULT_QUERY, base: str = "sdpa", backend: str = "auto",
+        special_ids: Sequence[int] | None = None, measure: bool = False, format_ids: Collection[int] = (),
     ):
         if query not in QUERIES:
             raise CaptureError(f"query must be one of {', '.join(QUERIES)}, got {query!r}")
@@ -194,6 +211,7 @@ class KLALCapture:
         register(base)
         self.model, self.query, self.base, self.backend = model, query, base, backend
         self.special_ids = set(int(i) for i in special_ids) if special_ids is not None else _eos_ids(model)
+        self.format_ids = frozenset(int(i) for i in format_ids)
         self.measure = measure
         self.attention: dict[int, torch.Tensor] = {}  # layer -> [R, N_max] (measure=True)
         decoder = model.get_decoder()
@@ -333,7 +351,10 @@ class KLALCapture:
                 skipped += bool(spans)  # nothing to supervise (e.g. the answer was truncated away)
                 per_sample.append([])
                 continue
-            if self.query == "at-last-label":
+            if self.query == "answer-content":
+                content = [p for p in answer if int(ids[b, p]) not in self.format_ids] or answer[-1:]
+                queries = [p - 1 for p in content]
+            elif self.query == "at-last-label":
                 queries = [labelled[-1]]
             elif self.query == "last-answer":
                 queries = [answer[-1] - 1]

@@ -47,7 +47,7 @@ class TrainOptions:
     klal: bool = False
     lam: float = 1.0
     layers: str = "all"
-    query: str = "last-answer"
+    query: str = "answer-content"
     map_params: dict[str, float] = field(default_factory=dict)
     lora: bool = False
     lora_rank: int = 16

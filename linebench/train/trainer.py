@@ -22,7 +22,7 @@ import torch
 from trl import SFTTrainer
 
 from ..errors import UsageError
-from .capture import CaptureError, KLALCapture
+from .capture import DEFAULT_QUERY, CaptureError, KLALCapture, format_token_ids
 
 
 class KLALTrainer(SFTTrainer):
@@ -32,7 +32,7 @@ class KLALTrainer(SFTTrainer):
     klal_lambda: its weight (default 1.0); klal_layers / klal_query / klal_backend: KLALCapture's
     `layers`, `query`, `backend`."""
 
-    def __init__(self, *args, klal: bool = True, klal_lambda: float = 1.0, klal_layers: Any = "all", klal_query: str = "last-answer", klal_backend: str = "auto", **kwargs):
+    def __init__(self, *args, klal: bool = True, klal_lambda: float = 1.0, klal_layers: Any = "all", klal_query: str = DEFAULT_QUERY, klal_backend: str = "auto", **kwargs):
         if klal_lambda < 0:
             raise UsageError(f"klal_lambda must be >= 0, got {klal_lambda}")
         args_ = kwargs.get("args") if "args" in kwargs else (args[1] if len(args) > 1 else None)
@@ -44,7 +44,8 @@ class KLALTrainer(SFTTrainer):
         if klal:
             base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             tok = getattr(self.processing_class, "tokenizer", self.processing_class)
-            self.capture = KLALCapture(base, layers=klal_layers, query=klal_query, backend=klal_backend, special_ids=tok.all_special_ids)
+            self.capture = KLALCapture(base, layers=klal_layers, query=klal_query, backend=klal_backend, special_ids=tok.all_special_ids,
+                                       format_ids=format_token_ids(tok))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Resume: transformers saves VLM checkpoints under their legacy key names
