@@ -263,7 +263,7 @@ def klal_loss(
     computed in fp32, returned in fp32. `validate=True` also checks every target row is finite,
     >= 0, zero past its length and sums to 1.
     backend: "triton" (fused kernels; CUDA, or CPU under TRITON_INTERPRET=1 for fp32/fp16), "torch"
-    (the reference) or "auto" (triton where it runs, else the reference).
+    (the reference) or "auto" (triton on a GPU, else the reference: never the CPU interpreter).
     Host syncs: `shared_samples` (do rows share a sample? None: found out on the device) and
     `check_indices=False` (the caller checked offsets/lengths/batch_index) let a caller that built
     the indices on the host avoid every sync."""
@@ -276,7 +276,9 @@ def klal_loss(
             "the triton backend needs a CUDA device, or TRITON_INTERPRET=1 set before import on CPU"
         )
         raise KLALError(why)
-    if backend == "torch" or not runs:
+    # "auto" uses the kernels on a GPU only: on CPU they run in Triton's interpreter (tests), ~10x
+    # slower than the reference
+    if backend == "torch" or not runs or (backend == "auto" and q.device.type != "cuda"):
         return _reference(q, k, target, scale, reduction, offsets, batch_index, lengths)
     rows, _, dim = q.shape
     scale = dim**-0.5 if scale is None else float(scale)
