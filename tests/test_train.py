@@ -291,3 +291,20 @@ def test_two_processes_train_to_identical_weights(tiny_dir, gp_rows, tmp_path):
     # end with equal weights), and their gradients were averaged: equal weights
     assert seen0 == seen1 == ["2", "2", "2"]
     assert h0 == h1
+
+
+@pytest.mark.parametrize("name", sorted(tiny.TINY))
+def test_checkpoints_save_on_every_supported_model(tiny_dir, gp_rows, tmp_path, name):
+    """--save-every writes a checkpoint (weights, image processor, tokenizer) on every model family
+    linebench trains; tiny Qwen2.5-VL's processor has no video processor, which once crashed the
+    first save (issue 26)."""
+    from linebench.train.run import TrainOptions, train
+
+    out = tmp_path / name
+    train(TrainOptions(model=str(tiny_dir[name]), data=str(gp_rows / "square"), klal=True, steps=2, save_every=1, batch_size=2, eval_n=2,
+                       out=str(out), backend="torch"), log=lambda m: None)  # fmt: skip
+    for step in (1, 2):
+        ckpt = out / "checkpoints" / f"checkpoint-{step}"
+        assert (ckpt / "model.safetensors").is_file() and (ckpt / "tokenizer.json").is_file()
+        assert (ckpt / "preprocessor_config.json").is_file() or (ckpt / "processor_config.json").is_file()  # the image processor's settings
+    assert (out / "model" / "tokenizer.json").is_file()

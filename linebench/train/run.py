@@ -344,11 +344,7 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
         return {"before": before, "after": after, "out": str(out)}
     final = trainer.model.merge_and_unload() if opts.lora and hasattr(trainer.model, "merge_and_unload") else trainer.model
     final.save_pretrained(out / "model", safe_serialization=True)
-    if hasattr(processor, "save_pretrained") and getattr(processor, "video_processor", True) is not None:
-        processor.save_pretrained(out / "model")
-    else:
-        processor.image_processor.save_pretrained(out / "model")
-        processor.tokenizer.save_pretrained(out / "model")
+    processor.save_pretrained(out / "model")
     summary = {"before": before, "during": evals, "after": after, "train": {k: v for k, v in result.metrics.items()}, "profile": profile}
     tmp = out / "eval.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, default=float) + "\n")

@@ -107,6 +107,13 @@ def qwen_processor_class():
         def check_argument_for_proper_class(self, argument_name, argument):
             return type(argument)
 
+        def save_pretrained(self, save_directory, **kwargs):
+            """The image processor and the tokenizer (with the chat template): there is no video
+            processor to save, and ProcessorMixin's own save would fail on it (Trainer checkpoints
+            call this); `load_processor` rebuilds the processor from them."""
+            self.image_processor.save_pretrained(save_directory)
+            return self.tokenizer.save_pretrained(save_directory)
+
     return TinyQwen2_5_VLProcessor
 
 
@@ -151,11 +158,7 @@ def build_tiny(name: str, folder: str | Path, seed: int = 0) -> Path:
     model.generation_config.pad_token_id = proc.tokenizer.pad_token_id
     model.generation_config.eos_token_id = proc.tokenizer.eos_token_id
     model.save_pretrained(folder)
-    if name == "tiny":
-        proc.save_pretrained(folder)
-    else:  # no video processor to save (see qwen_processor_class); load_processor rebuilds it
-        proc.image_processor.save_pretrained(folder)
-        proc.tokenizer.save_pretrained(folder)
+    proc.save_pretrained(folder)
     (folder / MARK).write_text(json.dumps({"name": name, "version": VERSION, "seed": seed}, indent=1) + "\n")
     return folder
 
