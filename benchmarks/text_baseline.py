@@ -16,7 +16,6 @@ It prints a markdown table and exits 1 if any baseline is more than 5 points fro
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -24,20 +23,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from linebench.dataset import read_manifest
+from linebench.evaluate.diagnostics import chance
 
 TOLERANCE = 5.0  # percentage points
-
-
-def chance(task: str, row: dict) -> float:
-    if task == "tracing":
-        return 1.0 / row["curves"]
-    if task == "intersection":
-        count = json.loads(row["params"])["knobs"]["count"]  # the level's range (or a single value)
-        lo, hi = count if isinstance(count, list) else (count, count)
-        return 1.0 / (hi - lo + 1)
-    if task == "grid_patch":
-        return 1.0 / row["grid"] ** 2
-    raise ValueError(f"no chance level defined for task {task!r}")
 
 
 def template(task: str, row: dict) -> str:

@@ -186,6 +186,9 @@ def test_linebench_train_end_to_end(tiny_dir, tmp_path):
     assert run["options"]["klal"] and "trl" in run["versions"]
     ev = json.loads((out / "eval.json").read_text())
     assert ev["before"]["rows"] == 8 and len(ev["after"]["layers"]) == 4 and ev["profile"] == "llava-1.5:side=224"
+    d = ev["after"]["diagnostics"]  # baselines on the same rows beside every accuracy
+    assert d["rows"] == 8 and d["accuracy"] == ev["after"]["accuracy"] and 0 < d["uniform_baseline"] < 0.5
+    assert 0 < d["majority_baseline"] <= 1 and "after: accuracy" in res.output and "majority answer" in res.output
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("klal" in x for x in lines) and sum("eval" in x for x in lines) == 2
     from transformers import AutoModelForImageTextToText

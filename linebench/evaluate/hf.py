@@ -161,9 +161,25 @@ def evaluate(model, processor, rows: Sequence[Mapping[str, Any]], *, task: str |
         "accuracy": float(np.mean(correct)) if correct else math.nan,
         "by_level": {lv: float(np.mean(v)) for lv, v in sorted(levels.items())},
         "predictions": [{"id": r.get("id", ""), "prediction": p, "answer": str(r["answer"]), "correct": ok} for r, p, ok in zip(rows, preds, correct)],
+        "diagnostics": _diagnostics(rows, preds, correct, task),
     }
     if attention:
         att = attention_metrics(model, processor, rows, layers=layers, batch_size=batch_size)
         report.update({k: v for k, v in att.items() if k not in ("rows_detail", "attention")})
     return report
+
+
+def _diagnostics(rows, preds, correct, task: str | None) -> dict[str, Any]:
+    """Baselines on the same rows, balanced accuracy, distinct predictions, confusion (diagnostics.py)."""
+    from ..answers import canonical
+    from ..tasks import get_task
+    from .diagnostics import chance, diagnose
+
+    name = task or (rows[0].get("task") if rows else None) or ""
+    if not rows or name.startswith("grounding-"):
+        return diagnose([], [], [])
+    kind = getattr(get_task(name), "answer_kind", "number")
+    answers = [canonical(kind, str(r["answer"])) or str(r["answer"]) for r in rows]
+    predicted = [canonical(kind, p) for p in preds]
+    return diagnose(answers, predicted, correct, [chance(name, r) for r in rows])
 

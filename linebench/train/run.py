@@ -247,6 +247,8 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
     from accelerate import PartialState
 
     from ..evaluate.hf import evaluate
+
+    from ..evaluate.diagnostics import describe
     from .capture import QUERIES, CaptureError, parse_layers
     from .data import KLALCollator, examples_transform, map_profile
     from .trainer import KLALTrainer
@@ -312,7 +314,7 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
         rep = evaluate(model_ref[0], processor, held, task=None, batch_size=max(1, min(16, opts.batch_size * 2)), max_new_tokens=opts.max_new_tokens)
         rep = {k: v for k, v in rep.items() if k != "predictions"} | {"step": step, "label": label, "seconds": round(time.perf_counter() - t0, 2)}
         metrics.write({"eval": rep})
-        log(f"eval ({label}, step {step}): accuracy {rep['accuracy']:.3f}, attention ratio (mean over layers) {_mean(rep, 'ratio'):.3f}, KL {_mean(rep, 'kl'):.3f}")
+        log(f"eval ({label}, step {step}): {describe(rep['diagnostics'])}, attention ratio (mean over layers) {_mean(rep, 'ratio'):.3f}, KL {_mean(rep, 'kl'):.3f}")
         return rep
 
     class Recorder(TrainerCallback):
