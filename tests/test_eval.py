@@ -271,7 +271,7 @@ def test_hf_attention_metrics_equal_eager_attentions(tiny_models, folder):
     fmt = format_token_ids(proc.tokenizer)
     assert len(got["layers"]) == len(att) == model.config.text_config.num_hidden_layers  # every layer captured
     for layer, expected in enumerate(got["layers"]):
-        kls, ratios = [], []
+        kls, ratios, shares = [], [], []
         for b, r in enumerate(rows):
             ids = batch["input_ids"][b].tolist()
             span = [i for i, t in enumerate(ids) if t == img]
@@ -279,6 +279,7 @@ def test_hf_attention_metrics_equal_eager_attentions(tiny_models, folder):
             content = [i for i in answer if ids[i] not in fmt] or answer[-1:]  # the default query: answer-content
             for pos in content:
                 a = att[layer][b, :, pos - 1, span[0] : span[-1] + 1]
+                shares.append(float(a.sum(-1).mean()))  # eager rows sum to 1 over every key: the image's share before renormalising
                 q = (a / a.sum(-1, keepdim=True)).mean(0).double().numpy()
                 p = targets[b][0].double().numpy()
                 nz = p > 0
@@ -286,6 +287,7 @@ def test_hf_attention_metrics_equal_eager_attentions(tiny_models, folder):
                 mask = target_tokens(r, got["profile"])
                 ratios.append(q[mask].mean() / q.mean())
         assert abs(np.mean(kls) - expected["kl"]) < 1e-4 and abs(np.mean(ratios) - expected["ratio"]) < 1e-4
+        assert abs(np.mean(shares) - expected["visual_share"]) < 1e-5 and 0 < expected["visual_share"] < 1
 
 
 def test_hf_eval_end_to_end_with_attention_report_and_compare(tiny_models, folder, tmp_path):

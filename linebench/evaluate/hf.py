@@ -95,6 +95,7 @@ def attention_metrics(
                              format_ids=format_token_ids(processor.tokenizer))
     kl: dict[int, list[float]] = {}
     ratio: dict[int, list[float]] = {}
+    share: dict[int, list[float]] = {}  # attention on the image before renormalisation
     detail: list[dict[str, Any]] = []
     kept: dict[str, np.ndarray] = {}
     was_training = model.training
@@ -113,6 +114,7 @@ def attention_metrics(
                 mean_q: dict[int, np.ndarray] = {}
                 for layer in sorted(cap.attention):
                     q = cap.attention[layer].float().cpu().numpy()
+                    share.setdefault(layer, []).extend(cap.visual_share[layer].float().cpu().tolist())
                     for r, (b, _, _) in enumerate(cap.rows):
                         p = targets[b][0].numpy().astype(np.float64)
                         n = p.size
@@ -138,7 +140,8 @@ def attention_metrics(
         "profile": profile,
         "rows": len(rows),
         "layers": [
-            {"layer": layer, "kl": float(np.mean(kl[layer])), "ratio": float(np.nanmean(ratio[layer]))} for layer in sorted(kl)
+            {"layer": layer, "kl": float(np.mean(kl[layer])), "ratio": float(np.nanmean(ratio[layer])),
+             "visual_share": float(np.mean(share[layer]))} for layer in sorted(kl)
         ],
         "rows_detail": detail,
         "attention": kept,

@@ -79,7 +79,7 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     base = getattr(module, "_linebench_base", "sdpa")
     out = AttentionInterface._global_mapping[base](module, query, key, value, attention_mask, **kwargs)
     if capture is not None:
-        capture._layer(module, query, key, kwargs)
+        capture._layer(module, query, key, kwargs, attention_mask)
     return out
 
 
@@ -166,6 +166,25 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     return runs
 
 
+def _visual_share(q: torch.Tensor, key: torch.Tensor, g: "_Group", scale, attention_mask) -> torch.Tensor:
+    """[R] (fp32, no gradient): the share of each query row's attention over every key it sees
+    (causal, padding masked; head mean) that lands on its image's tokens. KLAL's Q is renormalised
+    over the image, so this is what says whether the query looks at the image at all."""
+    with torch.no_grad():
+        rows, heads, dim = q.shape
+        k = key[g.batch_index].float()  # [R, Hkv, L, D]
+        k = k.repeat_interleave(heads // k.shape[1], dim=1)  # [R, H, L, D] (GQA: head h reads h // group)
+        scores = torch.einsum("rhd,rhld->rhl", q.float(), k) * (dim**-0.5 if scale is None else float(scale))  # [R, H, L]
+        j = torch.arange(k.shape[2], device=q.device)
+        seen = j[None, :] <= g.query_pos[:, None]  # [R, L] causal
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
+            row = attention_mask[g.batch_index, 0, g.query_pos, : k.shape[2]]  # [R, L]
+            seen = seen & (row if row.dtype == torch.bool else row > torch.finfo(row.dtype).min / 2)
+        attn = scores.masked_fill(~seen[:, None, :], float("-inf")).softmax(-1)  # [R, H, L]
+        image = (j[None, :] >= g.offsets[:, None]) & (j[None, :] < (g.offsets + g.lengths)[:, None])  # [R, L]
+        return (attn * image[:, None, :]).sum(-1).mean(-1)
+
+
 def format_token_ids(tokenizer) -> frozenset[int]:
     """The ids of the tokens that carry no content: their text has no letter or digit ("(", ",",
     ")", spaces, byte fragments). "answer-content" leaves out the queries that produce them."""
@@ -214,6 +233,9 @@ class KLALCapture:
         self.format_ids = frozenset(int(i) for i in format_ids)
         self.measure = measure
         self.attention: dict[int, torch.Tensor] = {}  # layer -> [R, N_max] (measure=True)
+        # layer -> [R]: the share of each row's whole attention (every key it sees, head mean) that
+        # goes to its image's tokens, before any renormalisation (measure=True)
+        self.visual_share: dict[int, torch.Tensor] = {}
         decoder = model.get_decoder()
         blocks = getattr(decoder, "layers", None)
         if blocks is None:
@@ -268,6 +290,7 @@ class KLALCapture:
         self._supervised = self._group is not None
         self._losses = {}
         self.attention = {}
+        self.visual_share = {}
         self._grad_at_batch = torch.is_grad_enabled()
         self._checked_packing = False
         try:
@@ -395,7 +418,7 @@ class KLALCapture:
         return _Group(as_tensor(qp), as_tensor(bi), as_tensor(off), as_tensor(lens), target, torch.tensor(w, device=device), len(set(bi)) < len(items))
 
     # ------------------------------------------------------------------ per layer
-    def _layer(self, module, query: torch.Tensor, key: torch.Tensor, kwargs) -> None:
+    def _layer(self, module, query: torch.Tensor, key: torch.Tensor, kwargs, attention_mask=None) -> None:
         # a checkpoint's recomputation during backward (under torch.compile the graph replays itself)
         replaying = not torch.compiler.is_compiling() and torch._C._current_graph_task_id() != -1
         g = self._group if self._group is not None or not replaying else self._replay
@@ -425,6 +448,7 @@ class KLALCapture:
                 self.attention[layer] = visual_attention(
                     q, key, g.target.shape[1], scale=kwargs.get("scaling"), offsets=g.offsets, batch_index=g.batch_index, lengths=g.lengths
                 )
+                self.visual_share[layer] = _visual_share(q, key, g, kwargs.get("scaling"), attention_mask)
         else:  # the op ran again for its saved tensors
             self.recomputed += 1
 

@@ -314,7 +314,8 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
         rep = evaluate(model_ref[0], processor, held, task=None, batch_size=max(1, min(16, opts.batch_size * 2)), max_new_tokens=opts.max_new_tokens)
         rep = {k: v for k, v in rep.items() if k != "predictions"} | {"step": step, "label": label, "seconds": round(time.perf_counter() - t0, 2)}
         metrics.write({"eval": rep})
-        log(f"eval ({label}, step {step}): {describe(rep['diagnostics'])}, attention ratio (mean over layers) {_mean(rep, 'ratio'):.3f}, KL {_mean(rep, 'kl'):.3f}")
+        log(f"eval ({label}, step {step}): {describe(rep['diagnostics'])}; mean over layers: attention on the image "
+            f"{_mean(rep, 'visual_share'):.3f}, ratio (target / visual) {_mean(rep, 'ratio'):.3f}, KL {_mean(rep, 'kl'):.3f}")
         return rep
 
     class Recorder(TrainerCallback):
