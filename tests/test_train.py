@@ -186,6 +186,8 @@ def test_linebench_train_end_to_end(tiny_dir, tmp_path):
     assert run["options"]["klal"] and "trl" in run["versions"]
     ev = json.loads((out / "eval.json").read_text())
     assert ev["before"]["rows"] == 8 and len(ev["after"]["layers"]) == 4 and ev["profile"] == "llava-1.5:side=224"
+    verdicts = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]  # for paired tests of two runs
+    assert len(verdicts) == 8 and sum(v["correct"] for v in verdicts) == round(8 * ev["after"]["accuracy"])
     d = ev["after"]["diagnostics"]  # baselines on the same rows beside every accuracy
     assert d["rows"] == 8 and d["accuracy"] == ev["after"]["accuracy"] and 0 < d["uniform_baseline"] < 0.5
     assert 0 < d["majority_baseline"] <= 1 and "after: accuracy" in res.output and "majority answer" in res.output

@@ -10,6 +10,7 @@ before training, trains with `KLALTrainer` (TRL's SFTTrainer), evaluates again (
   run.json        the exact command, options and library versions
   metrics.jsonl   one line per logged step (loss, ntp, klal, ...) and per evaluation
   eval.json       the evaluations before and after (accuracy, per level, attention per layer)
+  predictions.jsonl  the final evaluation's answer to every held-out row (id, prediction, answer, correct)
   model/          the trained model (safetensors) and its processor
   checkpoints/    TRL's checkpoints (resume: --resume)
   *.png           loss terms over steps, accuracy over steps, attention ratio per layer before/after
@@ -312,6 +313,11 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
             return {}
         t0 = time.perf_counter()
         rep = evaluate(model_ref[0], processor, held, task=None, batch_size=max(1, min(16, opts.batch_size * 2)), max_new_tokens=opts.max_new_tokens)
+        if label == "after":  # every held-out row's verdict: paired tests of two runs on the same rows need them
+            lines = "".join(json.dumps(p) + "\n" for p in rep["predictions"])
+            tmp = out / "predictions.jsonl.tmp"
+            tmp.write_text(lines)
+            os.replace(tmp, out / "predictions.jsonl")
         rep = {k: v for k, v in rep.items() if k != "predictions"} | {"step": step, "label": label, "seconds": round(time.perf_counter() - t0, 2)}
         metrics.write({"eval": rep})
         log(f"eval ({label}, step {step}): {describe(rep['diagnostics'])}; mean over layers: attention on the image "
