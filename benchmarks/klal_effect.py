@@ -1,17 +1,16 @@
-"""Does KLAL help? The tiny default models trained NTP-only and NTP + KLAL with identical data, steps
-and seeds, on grid patch, intersection and tracing; plus the query-position ablation. Writes
-docs/results.md (tables and a plot of accuracy over steps).
+"""Does KLAL help? Paired replicates of NTP vs NTP + KLAL on the tiny models, analysed as a reviewer
+would: baselines on the same rows, a constant answer flagged, McNemar per replicate, and across
+replicates a mean difference with a t interval, a sign test and a permutation test.
 
-    python benchmarks/klal_effect.py                      # ~75 minutes on 2 CPU cores
-    python benchmarks/klal_effect.py --seeds 1 --steps 100 --tasks grid_patch   # a quick look
+    python benchmarks/klal_effect.py --tasks intersection --replicates 8          # one setting
+    python benchmarks/klal_effect.py --tasks grid_patch,intersection,tracing --write docs/results.md
 
-For each task: one folder of rows (train + a held-out test split, the same for every run); per seed
-a tiny model built with that seed (so seeds vary the initialisation and the data order); each arm
-trained `--steps` steps with `linebench.train.run.train` (evaluated every `--eval-every` steps).
-Accuracy: greedy answers on the held-out rows scored with linebench's parsers; the interval is the
-mean over seeds +- 1.96 standard errors (seeds), next to each seed's value. Attention: the paper's
-ratio (mean attention on target tokens / mean on all visual tokens, 1 = none) and KL(P || Q),
-averaged over layers, from the model's real forward. Steps/s: training throughput of the run.
+A setting is (task, model, difficulty, canvas, n, steps, lr, batch size, eval rows). Replicate r
+trains both arms from the same initial weights (tiny model seed r) on the same training rows
+(data seed 1000 + r) in the same order; every replicate is scored on the same held-out rows (data
+seed 99, `--eval-n` of them). Every finished run is cached under `--work` (a folder per setting,
+`result.json` per run), so an interrupted experiment resumes where it stopped and settings can be
+run one at a time. `--jobs` runs go side by side, each in its own process on one thread.
 """
 
 from __future__ import annotations
@@ -19,8 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import statistics
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,164 +26,133 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CANVAS = {"grid_patch": 224, "tracing": 336, "intersection": 448}  # the smallest each task's levels allow (tiny models see 224)
+ARMS = ("ntp", "klal")
+CANVAS = {"grid_patch": 224, "tracing": 336, "intersection": 448}  # the smallest each task's easy level allows (the tiny models see 224)
 
 
-def data_folder(task: str, n: int, eval_n: int, work: Path) -> Path:
+def canvas(task: str, a) -> int:
+    return a.canvas or CANVAS[task]
+
+
+def setting_key(task: str, a) -> str:
+    return f"{task}-{a.model}-{a.difficulty}-c{canvas(task, a)}-n{a.n}-s{a.steps}-lr{a.lr:g}-b{a.batch_size}-e{a.eval_n}"
+
+
+def data_folder(task: str, r: int, a, work: Path) -> Path:
     from linebench.dataset import generate
     from linebench.samples import RunSpec
     from linebench.tasks import ParamSpec
 
-    folder = work / f"data-{task}"
+    folder = work / f"data-r{r}"
     if not (folder / "manifest.json").is_file():
-        c = CANVAS[task]
-        specs = [RunSpec(task, split=s, n=k, seed=7, params=ParamSpec((c, c), "easy"), maps=()) for s, k in (("train", n), ("test", eval_n))]
-        generate(specs, folder, workers=2, overwrite=True)
+        params = ParamSpec((canvas(task, a), canvas(task, a)), a.difficulty)
+        specs = [RunSpec(task, split="train", n=a.n, seed=1000 + r, params=params, maps=()),
+                 RunSpec(task, split="test", n=a.eval_n, seed=99, params=params, maps=())]  # the same held-out rows for every replicate
+        generate(specs, folder, workers=1, overwrite=True)
     return folder
 
 
-def one_run(task, arm, seed, args, work, query="last-answer"):
+def one_run(job) -> dict:
+    """Train one arm of one replicate (or read its cached result)."""
+    task, arm, r, a, work = job
+    out = work / f"{arm}-r{r}"
+    if (out / "result.json").is_file():
+        return json.loads((out / "result.json").read_text())
+    import torch
+
+    torch.set_num_threads(1)
     from linebench.train import tiny
     from linebench.train.run import TrainOptions, train
 
-    model = work / f"tiny-seed{seed}"
+    model = work / f"model-r{r}"
     if not (model / tiny.MARK).is_file():
-        tiny.build_tiny("tiny", model, seed=seed)
-    out = work / f"{task}-{arm}-{query}-s{seed}"
-    opts = TrainOptions(
-        model=str(model), data=str(data_folder(task, args.n, args.eval_n, work)), klal=arm == "klal", steps=args.steps,
-        eval_every=args.eval_every, eval_n=args.eval_n, seed=seed, out=str(out), overwrite=True, query=query, backend="auto",
-        batch_size=args.batch_size, save_every=10**6,
-    )  # fmt: skip
+        tiny.build_tiny(a.model, model, seed=r)
     t0 = time.perf_counter()
-    res = train(opts, log=lambda m: None)
+    opts = TrainOptions(
+        model=str(model), data=str(data_folder(task, r, a, work)), klal=arm == "klal", steps=a.steps, learning_rate=a.lr,
+        batch_size=a.batch_size, eval_every=a.eval_every, eval_n=a.eval_n, seed=r, out=str(out), overwrite=True, save_every=10**6,
+    )  # fmt: skip
+    train(opts, log=lambda m: None)
     ev = json.loads((out / "eval.json").read_text())
-    curve = [(e["step"], e["accuracy"]) for e in [ev["before"], *ev["during"], ev["after"]]]
-    return {
-        "task": task, "arm": arm, "query": query, "seed": seed, "accuracy": res["after"]["accuracy"],
-        "ratio": _mean(res["after"], "ratio"), "kl": _mean(res["after"], "kl"), "ratio_before": _mean(res["before"], "ratio"),
-        "steps_per_s": ev["train"].get("train_steps_per_second"), "seconds": time.perf_counter() - t0, "curve": curve,
-        "layers": res["after"].get("layers", []),
+    verdicts = {p["id"]: bool(p["correct"]) for p in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
+    mean = lambda rep, k: sum(x[k] for x in rep["layers"]) / len(rep["layers"]) if rep.get("layers") else math.nan  # noqa: E731
+    result = {
+        "task": task, "arm": arm, "replicate": r, "accuracy": ev["after"]["accuracy"], "diagnostics": ev["after"]["diagnostics"],
+        "ratio": mean(ev["after"], "ratio"), "kl": mean(ev["after"], "kl"), "visual_share": mean(ev["after"], "visual_share"),
+        "curve": [(e["step"], e["accuracy"]) for e in [ev["before"], *ev["during"], ev["after"]]],
+        "verdicts": verdicts, "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
+    (out / "result.json").write_text(json.dumps(result) + "\n")  # last: the run is complete
+    return result
 
 
-def _mean(rep, key):
-    vals = [r[key] for r in rep.get("layers", [])]
-    return sum(vals) / len(vals) if vals else math.nan
+def _init_worker() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def interval(values):
-    m = statistics.mean(values)
-    if len(values) < 2:
-        return m, math.nan
-    return m, 1.96 * statistics.stdev(values) / math.sqrt(len(values))
+def analyse(task: str, runs: list[dict]) -> tuple[list[str], dict]:
+    """Markdown lines and the numbers for one setting's replicates."""
+    from linebench.evaluate.diagnostics import describe
+    from linebench.evaluate.stats import mcnemar, paired_summary
 
-
-def fmt(values, pct=True):
-    m, h = interval(values)
-    scale = 100 if pct else 1
-    each = ", ".join(f"{v * scale:.1f}" if pct else f"{v:.2f}" for v in values)
-    return f"{m * scale:.1f} ± {h * scale:.1f} ({each})" if pct else f"{m:.2f} ± {h:.2f}"
-
-
-def write_results(runs, args, path: Path, plot: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import torch
-
-    lines = [
-        "# Does KLAL help? Tiny models, NTP vs NTP + KLAL",
-        "",
-        "Measured by `python benchmarks/klal_effect.py" + (f" {' '.join(sys.argv[1:])}" if sys.argv[1:] else "") + "`, "
-        f"{time.strftime('%Y-%m-%d')}, on {platform.machine()} with {torch.get_num_threads()} threads, torch {torch.__version__}.",
-        "",
-        f"The tiny default VLM (`linebench train --model tiny`: a LLaVA architecture, 224 px CLIP tower with 256 image tokens, a 4-layer",
-        f"Llama of width 128; 0.77 M parameters, random init from the seed), trained from scratch {args.steps} steps at batch {args.batch_size}",
-        f"on {args.n} easy rows per task (grid patch at 224 px, tracing at 336, intersection at 448, resized to 224 by the model's processor), "
-        f"evaluated on {args.eval_n} held-out rows. Both arms see the same rows in the same order from the same initial weights; the KLAL arm adds",
-        "λ = 1 times KLAL on every layer, for the query that produces the last answer token. Accuracy: mean ± 1.96 standard errors over seeds,",
-        "each seed's value in brackets. Ratio: the paper's Figure 4 ratio (mean attention on target tokens over mean attention on all visual",
-        "tokens; 1 = no preference), averaged over layers; KL: KL(P ‖ Q), averaged over layers. Chance: a uniform guess (grid patch 1/grid², ",
-        "intersection 1/6, tracing 1/3).",
-        "",
-        "| task | arm | accuracy % | attention ratio | KL | steps/s |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    main = [r for r in runs if r["query"] == "last-answer"]
-    for task in dict.fromkeys(r["task"] for r in main):
-        for arm in ("ntp", "klal"):
-            rs = [r for r in main if r["task"] == task and r["arm"] == arm]
-            if rs:
-                lines.append(
-                    f"| {task} | {'NTP' if arm == 'ntp' else 'NTP + KLAL'} | {fmt([r['accuracy'] for r in rs])} | {fmt([r['ratio'] for r in rs], False)} "
-                    f"| {fmt([r['kl'] for r in rs], False)} | {statistics.mean(r['steps_per_s'] for r in rs):.2f} |"
-                )
-    abl = [r for r in runs if r["arm"] == "klal" and r["task"] == args.ablation_task]
-    if any(r["query"] != "last-answer" for r in abl):
-        lines += [
-            "",
-            f"## Which query attends ({args.ablation_task}, NTP + KLAL)",
-            "",
-            "`last-answer` (the default) supervises the query that produces the last answer token; `at-last-label` the query at the last",
-            "labelled position (the end-of-turn token after a one-token answer: the query that predicts what follows the answer).",
-            "",
-            "| query | accuracy % | attention ratio | KL |",
-            "|---|---:|---:|---:|",
-        ]
-        for q in ("last-answer", "at-last-label"):
-            rs = [r for r in abl if r["query"] == q]
-            if rs:
-                lines.append(f"| `{q}` | {fmt([r['accuracy'] for r in rs])} | {fmt([r['ratio'] for r in rs], False)} | {fmt([r['kl'] for r in rs], False)} |")
-    tasks = list(dict.fromkeys(r["task"] for r in main))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.3), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for arm, colour in (("ntp", "tab:blue"), ("klal", "tab:red")):
-            for r in [r for r in main if r["task"] == task and r["arm"] == arm]:
-                xs, ys = zip(*r["curve"])
-                ax.plot(xs, [100 * y for y in ys], color=colour, alpha=0.6, label=("NTP" if arm == "ntp" else "NTP + KLAL") if r["seed"] == args.first_seed else None)
-        ax.set_title(task), ax.set_xlabel("step"), ax.set_ylabel("held-out accuracy %"), ax.legend()
-    fig.tight_layout()
-    fig.savefig(plot, dpi=110)
-    lines += ["", f"![accuracy over steps, every seed]({plot.name})", "", "Raw numbers (every run): `docs/results.json`.", ""]
-    path.write_text("\n".join(lines))
-    path.with_suffix(".json").write_text(json.dumps(runs, indent=1) + "\n")
+    by = {(x["arm"], x["replicate"]): x for x in runs}
+    reps = sorted({x["replicate"] for x in runs if ("ntp", x["replicate"]) in by and ("klal", x["replicate"]) in by})
+    lines = ["| replicate | NTP | NTP + KLAL | difference | only NTP right | only KLAL right | McNemar p |", "|---|---|---|---:|---:|---:|---:|"]
+    diffs = []
+    for r in reps:
+        a, b = by[("ntp", r)], by[("klal", r)]
+        ids = sorted(set(a["verdicts"]) & set(b["verdicts"]))
+        m = mcnemar([a["verdicts"][i] for i in ids], [b["verdicts"][i] for i in ids])
+        diffs.append(b["accuracy"] - a["accuracy"])
+        lines.append(f"| {r} | {describe(a['diagnostics'])} | {describe(b['diagnostics'])} | {100 * diffs[-1]:+.1f} | {m['a_only']} | {m['b_only']} | {m['p']:.2g} |")
+    summary = paired_summary(diffs) if diffs else None
+    if summary:
+        ci = "" if summary["low"] is None else f", 95% t interval [{100 * summary['low']:+.1f}, {100 * summary['high']:+.1f}]"
+        lines += ["", f"Across {summary['replicates']} replicates: mean difference {100 * summary['mean']:+.1f} points{ci}; "
+                      f"KLAL ahead in {summary['positive']}, behind in {summary['negative']}; sign test p = {summary['sign_p']:.2g}, "
+                      f"permutation p = {summary['permutation_p']:.2g}."]
+    return lines, {"task": task, "replicates": reps, "differences": diffs, "summary": summary}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tasks", default="grid_patch,intersection,tracing")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--tasks", default="intersection")
+    ap.add_argument("--model", default="tiny", help="tiny (LLaVA, absolute position embeddings) or tiny-qwen2.5-vl")
+    ap.add_argument("--replicates", type=int, default=8)
+    ap.add_argument("--difficulty", default="easy")
+    ap.add_argument("--canvas", type=int, default=0, help="px (default: grid patch 224, tracing 336, intersection 448)")
+    ap.add_argument("--n", type=int, default=2000, help="training rows per replicate")
+    ap.add_argument("--eval-n", type=int, default=1000, help="held-out rows, the same for every replicate")
     ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--eval-every", type=int, default=100)
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--eval-n", type=int, default=200)
-    ap.add_argument("--ablation-task", default="grid_patch")
-    ap.add_argument("--no-ablation", action="store_true")
-    ap.add_argument("--work", default="runs/klal_effect")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
-    args = ap.parse_args()
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    done = json.loads((work / "runs.json").read_text()) if (work / "runs.json").exists() else []
-    runs = []
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
-    plan = [(t, arm, s, "last-answer") for t in args.tasks.split(",") for s in seeds for arm in ("ntp", "klal")]
-    if not args.no_ablation:
-        plan += [(args.ablation_task, "klal", s, "at-last-label") for s in seeds]
-    for i, (task, arm, seed, query) in enumerate(plan, 1):
-        cached = [d for d in done if (d["task"], d["arm"], d["seed"], d["query"]) == (task, arm, seed, query)]
-        r = cached[0] if cached else one_run(task, arm, seed, args, work, query)  # a rerun picks up where it stopped
-        runs.append(r)
-        print(f"[{i}/{len(plan)}] {task} {arm} {query} seed {seed}: accuracy {100 * r['accuracy']:.1f}%, ratio {r['ratio']:.2f}, KL {r['kl']:.3f}, {r['seconds']:.0f} s", flush=True)
-        (work / "runs.json").write_text(json.dumps(runs, indent=1))
-    out = Path(args.out)
-    write_results(runs, args, out, out.with_name("results-accuracy.png"))
-    print(f"wrote {out}")
+    ap.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
+    ap.add_argument("--work", default="runs/klal_effect", help="cache of finished runs (resume: run the same command again)")
+    ap.add_argument("--write", default=None, help="also write the report here (markdown; .json beside it)")
+    a = ap.parse_args()
+    report, numbers = [f"Measured by `python benchmarks/klal_effect.py {' '.join(sys.argv[1:])}`, {time.strftime('%Y-%m-%d')}.", ""], []
+    for task in a.tasks.split(","):
+        work = Path(a.work) / setting_key(task, a)
+        work.mkdir(parents=True, exist_ok=True)
+        jobs = [(task, arm, r, a, work) for r in range(a.replicates) for arm in ARMS]
+        if a.jobs > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(a.jobs, initializer=_init_worker) as pool:
+                runs = []
+                for i, x in enumerate(pool.imap_unordered(one_run, jobs), 1):
+                    runs.append(x)
+                    print(f"[{task} {i}/{len(jobs)}] {x['arm']} replicate {x['replicate']}: accuracy {100 * x['accuracy']:.1f}% ({x['seconds']} s)", flush=True)
+        else:
+            runs = [one_run(j) for j in jobs]
+        lines, nums = analyse(task, runs)
+        report += [f"## {task} ({setting_key(task, a)})", "", *lines, ""]
+        numbers.append(nums)
+    print("\n".join(report))
+    if a.write:
+        Path(a.write).write_text("\n".join(report) + "\n")
+        Path(a.write).with_suffix(".json").write_text(json.dumps(numbers, indent=1) + "\n")
     return 0
 
 

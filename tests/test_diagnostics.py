@@ -16,6 +16,8 @@ def test_a_constant_answer_is_flagged_and_scores_the_majority_baseline():
     assert d["uniform_baseline"] == pytest.approx(1 / 6)
     assert d["confusion"]["0"] == {"4": 16} and d["confusion"]["4"] == {"4": 54}
     assert "CONSTANT ANSWER: '4'" in describe(d)
+    none = diagnose(["1", "2"], [None, None], [False, False])
+    assert none["distinct_predictions"] == 0 and "NO PARSEABLE ANSWER" in describe(none) and "CONSTANT" not in describe(none)
 
 
 def test_a_model_that_tells_classes_apart_is_not_flagged():

@@ -68,7 +68,8 @@ def describe(d: Mapping[str, Any]) -> str:
     uniform = f", uniform guess {d['uniform_baseline']:.1%}" if d.get("uniform_baseline") is not None else ""
     line = (f"accuracy {d['accuracy']:.1%} (majority answer {d['majority_answer']!r} {d['majority_baseline']:.1%}{uniform}; "
             f"balanced {d['balanced_accuracy']:.1%}; {d['distinct_predictions']} distinct prediction(s))")
-    if d["constant"]:
-        only = d["top_predictions"][0][0] if d["top_predictions"] else "nothing parseable"
-        line += f" CONSTANT ANSWER: {only!r} on every row"
+    if not d["distinct_predictions"]:
+        line += " NO PARSEABLE ANSWER"
+    elif d["constant"]:
+        line += f" CONSTANT ANSWER: {d['top_predictions'][0][0]!r} on every parsed row"
     return line

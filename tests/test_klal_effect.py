@@ -1,0 +1,39 @@
+"""benchmarks/klal_effect.py end to end on the tiny model: paired replicates, the analysis, and a
+second run of the same command that trains nothing (every finished run is cached)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("klal_effect", ROOT / "benchmarks" / "klal_effect.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_paired_replicates_run_analyse_and_resume(tmp_path, monkeypatch, capsys):
+    mod = _script()
+    argv = ["klal_effect.py", "--tasks", "grid_patch", "--replicates", "2", "--steps", "1", "--n", "8", "--eval-n", "6",
+            "--eval-every", "0", "--jobs", "1", "--work", str(tmp_path / "work"), "--write", str(tmp_path / "results.md")]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert mod.main() == 0
+    text = (tmp_path / "results.md").read_text()
+    assert "| replicate | NTP | NTP + KLAL |" in text and "Across 2 replicates" in text and "majority answer" in text
+    runs = sorted((tmp_path / "work").glob("*/*-r*/result.json"))
+    assert len(runs) == 4  # 2 replicates x 2 arms
+    # the same held-out rows in every replicate, other training rows
+    work = next((tmp_path / "work").iterdir())
+    import json
+
+    m0, m1 = (json.loads((work / f"data-r{r}" / "manifest.json").read_text()) for r in (0, 1))
+    assert [s["seed"] for s in m0["specs"]] == [1000, 99] and [s["seed"] for s in m1["specs"]] == [1001, 99]
+    # resume: nothing is trained again
+    import linebench.train.run as run_mod
+
+    monkeypatch.setattr(run_mod, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
+    assert mod.main() == 0
+    assert (tmp_path / "results.md").read_text().split("\n", 1)[1] == text.split("\n", 1)[1]
