@@ -733,7 +733,7 @@ def train(
     out_console.print(Text(f"accuracy {b.get('accuracy', float('nan')):.3f} -> {a['accuracy']:.3f} on {a['rows']} held-out rows; "
                            f"attention ratio (target / visual, mean over layers) {_layer_mean(b, 'ratio'):.3f} -> {_layer_mean(a, 'ratio'):.3f}; "
                            f"KL {_layer_mean(b, 'kl'):.3f} -> {_layer_mean(a, 'kl'):.3f}"), soft_wrap=True)
-    if a.get("diagnostics"):
+    if a.get("diagnostics", {}).get("rows"):
         from .evaluate.diagnostics import describe
 
         out_console.print(Text(f"after: {describe(a['diagnostics'])}"), soft_wrap=True)

@@ -181,7 +181,7 @@ def _diagnostics(rows, preds, correct, task: str | None) -> dict[str, Any]:
     name = task or (rows[0].get("task") if rows else None) or ""
     if not rows or name.startswith("grounding-"):
         return diagnose([], [], [])
-    kind = getattr(get_task(name), "answer_kind", "number")
+    kind = getattr(get_task(name), "answer_kind", "number") if name else "number"  # as row_correct scores them
     answers = [canonical(kind, str(r["answer"])) or str(r["answer"]) for r in rows]
     predicted = [canonical(kind, p) for p in preds]
     return diagnose(answers, predicted, correct, [chance(name, r) for r in rows])
