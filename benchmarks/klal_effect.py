@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -61,6 +60,7 @@ def one_run(job) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    from linebench.evaluate.diagnostics import layer_mean
     from linebench.train import tiny
     from linebench.train.run import TrainOptions, train
 
@@ -75,10 +75,9 @@ def one_run(job) -> dict:
     train(opts, log=lambda m: None)
     ev = json.loads((out / "eval.json").read_text())
     verdicts = {p["id"]: bool(p["correct"]) for p in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
-    mean = lambda rep, k: sum(x[k] for x in rep["layers"]) / len(rep["layers"]) if rep.get("layers") else math.nan  # noqa: E731
     result = {
         "task": task, "arm": arm, "replicate": r, "accuracy": ev["after"]["accuracy"], "diagnostics": ev["after"]["diagnostics"],
-        "ratio": mean(ev["after"], "ratio"), "kl": mean(ev["after"], "kl"), "visual_share": mean(ev["after"], "visual_share"),
+        "ratio": layer_mean(ev["after"], "ratio"), "kl": layer_mean(ev["after"], "kl"), "visual_share": layer_mean(ev["after"], "visual_share"),
         "curve": [(e["step"], e["accuracy"]) for e in [ev["before"], *ev["during"], ev["after"]]],
         "verdicts": verdicts, "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip

@@ -729,10 +729,12 @@ def train(
     )  # fmt: skip
     command = "linebench " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("linebench") else "linebench train"
     result = run_train(opts, command=command, log=lambda m: err_console.print(Text(m), soft_wrap=True))
+    from .evaluate.diagnostics import layer_mean
+
     b, a = result["before"], result["after"]
     out_console.print(Text(f"accuracy {b.get('accuracy', float('nan')):.3f} -> {a['accuracy']:.3f} on {a['rows']} held-out rows; "
-                           f"attention ratio (target / visual, mean over layers) {_layer_mean(b, 'ratio'):.3f} -> {_layer_mean(a, 'ratio'):.3f}; "
-                           f"KL {_layer_mean(b, 'kl'):.3f} -> {_layer_mean(a, 'kl'):.3f}"), soft_wrap=True)
+                           f"attention ratio (target / visual, mean over layers) {layer_mean(b, 'ratio'):.3f} -> {layer_mean(a, 'ratio'):.3f}; "
+                           f"KL {layer_mean(b, 'kl'):.3f} -> {layer_mean(a, 'kl'):.3f}"), soft_wrap=True)
     if a.get("diagnostics", {}).get("rows"):
         from .evaluate.diagnostics import describe
 
@@ -805,11 +807,6 @@ def eval_(
         ratios = ", ".join(f"{r['ratio']:.2f}" for r in layers)
         out_console.print(Text(f"attention ratio (target / visual) per layer: {ratios}"), soft_wrap=True)
     out_console.print(Text(f"wrote {res['out']}: predictions.jsonl, score.json, score.md, report.html"), soft_wrap=True)
-
-
-def _layer_mean(rep: dict, key: str) -> float:
-    vals = [r[key] for r in rep.get("layers", [])]
-    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def run() -> None:  # pragma: no cover - the console script; tests call `app` in-process

@@ -7,6 +7,7 @@ with predictions. Pure functions of plain lists.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
@@ -59,6 +60,13 @@ def diagnose(answers: Sequence[str], predicted: Sequence[str | None], correct: S
             table[a][key] = table[a].get(key, 0) + 1
         out["confusion"] = table
     return out
+
+
+def layer_mean(report: Mapping[str, Any], key: str) -> float:
+    """The mean over layers of one per-layer value of an evaluation report (`kl`, `ratio`,
+    `visual_share`); NaN without layers."""
+    vals = [layer[key] for layer in report.get("layers", [])]
+    return sum(vals) / len(vals) if vals else math.nan
 
 
 def describe(d: Mapping[str, Any]) -> str:

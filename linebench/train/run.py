@@ -249,7 +249,7 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
 
     from ..evaluate.hf import evaluate
 
-    from ..evaluate.diagnostics import describe
+    from ..evaluate.diagnostics import describe, layer_mean
     from .capture import QUERIES, CaptureError, parse_layers
     from .data import KLALCollator, examples_transform, map_profile
     from .trainer import KLALTrainer
@@ -321,7 +321,7 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
         rep = {k: v for k, v in rep.items() if k != "predictions"} | {"step": step, "label": label, "seconds": round(time.perf_counter() - t0, 2)}
         metrics.write({"eval": rep})
         log(f"eval ({label}, step {step}): {describe(rep['diagnostics'])}; mean over layers: attention on the image "
-            f"{_mean(rep, 'visual_share'):.3f}, ratio (target / visual) {_mean(rep, 'ratio'):.3f}, KL {_mean(rep, 'kl'):.3f}")
+            f"{layer_mean(rep, 'visual_share'):.3f}, ratio (target / visual) {layer_mean(rep, 'ratio'):.3f}, KL {layer_mean(rep, 'kl'):.3f}")
         return rep
 
     class Recorder(TrainerCallback):
@@ -369,11 +369,6 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
 
 def _quiet(message: str) -> None:
     pass
-
-
-def _mean(rep: dict[str, Any], key: str) -> float:
-    vals = [row[key] for row in rep.get("layers", [])]
-    return float(sum(vals) / len(vals)) if vals else math.nan
 
 
 def _has(module: str) -> bool:
