@@ -183,10 +183,12 @@ _RUN_KEYS = ("specs", "shard_size", "generator_version")
 class FolderLock:
     """An exclusive `flock` on OUT/.linebench-lock for the whole run: a second run into the same
     folder stops with one line naming the first one's pid. The lock file holds the holder's pid
-    while it runs, and is left empty."""
+    while it runs, and is left empty. `markers`: the files whose presence means a run lives in the
+    folder (then the lock file stays; else it is removed on release)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, markers: Sequence[str] = (RUN_FILE, STAGING)):
         self.path = folder / LOCK
+        self.markers = tuple(markers)
         self.fd: int | None = None
 
     def __enter__(self) -> "FolderLock":
@@ -214,7 +216,7 @@ class FolderLock:
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
             folder = self.path.parent
-            if not (folder / RUN_FILE).exists() and not (folder / STAGING).exists():
+            if not any((folder / name).exists() for name in self.markers):
                 _unlink(self.path)  # nothing of a run is here (refused, or taken back): leave no trace
             os.ftruncate(self.fd, 0)  # no stale pid left behind: a finished folder's bytes do not depend on the run
             os.close(self.fd)  # releases the lock; the file stays (removing it would race)
@@ -482,9 +484,10 @@ def write_folder(
 
 
 @contextmanager
-def locked_output(out: Path) -> Iterator[None]:
-    """The output folder of a run (generate, merge, maps), created if need be and locked for the
-    run; the folders the run created are removed again if it fails with nothing of it kept."""
+def locked_output(out: Path, markers: Sequence[str] = (RUN_FILE, STAGING)) -> Iterator[None]:
+    """The output folder of a run (generate, merge, maps, train), created if need be and locked for
+    the run (`markers`: see FolderLock); the folders the run created are removed again if it fails
+    with nothing of it kept."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} exists and is not a folder")
     _anchor_writable(out)
@@ -494,7 +497,7 @@ def locked_output(out: Path) -> Iterator[None]:
     except OSError as e:
         raise UsageError(f"cannot create {out}: {why(e)}") from None
     try:
-        with FolderLock(out):
+        with FolderLock(out, markers):
             yield
     except BaseException:
         _remove_created(out, created)
