@@ -192,6 +192,12 @@ class TracingTask:
                 f"with exact_crossings, crossings must be at least curves - 1 = {c_hi - 1} (the queried line may have to "
                 f"cross every other one to reach its end), got {x_lo}; raise crossings or set exact_crossings=false"
             )
+        if k["exact_crossings"] and c_lo <= 2 <= c_hi:  # with 3+ curves and crossings >= curves - 1 every (query, answer, total) is drawable (tests/test_tracing.py)
+            raise UsageError(
+                "with exact_crossings, 2 curves cannot be drawn: two curves cross an odd number of times exactly when the "
+                "queried line ends at the other end, so the total, drawn first, would give the answer away; "
+                "use curves >= 3 or set exact_crossings=false"
+            )
         max_x = (c_hi * (c_hi - 1) // 2) * (bounds_of(k["bends"])[1] + 1) * 2
         if x_lo > max_x:
             raise UsageError(

@@ -8,6 +8,7 @@ itself never imports `generators/`.
 from __future__ import annotations
 
 import functools
+import numbers
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
@@ -151,6 +152,11 @@ def parse_overrides(task: Task, items: Sequence[str]) -> dict[str, Any]:
 
 def _check_value(knob: Knob, value: Any) -> None:
     values = value if isinstance(value, list) else [value]
+    kinds = {bool: (bool,), str: (str,), int: (numbers.Integral,), float: (numbers.Real,)}.get(knob.kind, (knob.kind,))
+    for v in values:
+        if not isinstance(v, kinds) or (knob.kind is not bool and isinstance(v, bool)):
+            form = "a range [lo, hi]" if knob.kind in (int, float) else "a single value"
+            raise UsageError(f"knob {knob.name!r} takes a {knob.kind.__name__} or {form}, got {value!r}")
     if isinstance(value, list) and (knob.audit or knob.kind in (bool, str)):
         raise UsageError(f"knob {knob.name!r} takes a single value, not a range")
     if isinstance(value, list) and (len(value) != 2 or value[0] > value[1]):
@@ -185,9 +191,11 @@ def resolve_params(task: Task, level: str, spec: ParamSpec) -> dict[str, Any]:
         raise UsageError(f"task {task.name!r} has no difficulty {level!r}; levels: {', '.join(task.levels)}, {MIXED}")
     knobs = {k.name: k.default for k in task.knobs}
     knobs.update(task.levels[level])
-    knobs.update(spec.overrides)
+    knobs.update({k: list(v) if isinstance(v, tuple) else v for k, v in spec.overrides.items()})  # (lo, hi) is a range too
     by_name = {k.name: k for k in task.knobs}
     for name, value in knobs.items():
+        if name not in by_name:
+            raise UsageError(f"task {task.name!r} has no knob {name!r}; knobs: {', '.join(by_name)}")
         _check_value(by_name[name], value)
     w, h = spec.canvas
     if not all(type(v) is int and CANVAS_MIN <= v <= CANVAS_MAX for v in (w, h)):

@@ -33,6 +33,33 @@ def test_overrides_are_checked_against_bounds():
         resolve_params(task, "easy", ParamSpec(overrides={"bends": [3, 1]}))
 
 
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"bends": "2"}, "takes a int or a range"),  # a string where a number goes: a TypeError before
+        ({"wiggle": None}, "takes a float"),
+        ({"same_colour": 1}, "takes a bool"),
+        ({"curves": True}, "takes a int"),
+        ({"curves": [3, "4"]}, "takes a int"),
+        ({"no_such_knob": 1}, "has no knob 'no_such_knob'"),  # a KeyError before
+    ],
+)
+def test_api_overrides_of_the_wrong_type_are_one_usage_error(overrides, message):
+    from linebench.tasks import ParamSpec, resolve_params
+
+    with pytest.raises(UsageError, match=message):
+        resolve_params(get_task("tracing"), "easy", ParamSpec(overrides=overrides))
+
+
+def test_a_tuple_is_a_range_like_a_list():
+    from linebench.tasks import ParamSpec, resolve_params
+
+    task = get_task("tracing")
+    as_tuple = resolve_params(task, "easy", ParamSpec(overrides={"bends": (1, 3), "wiggle": (0.1, 0.2)}))
+    as_list = resolve_params(task, "easy", ParamSpec(overrides={"bends": [1, 3], "wiggle": [0.1, 0.2]}))
+    assert as_tuple == as_list and as_tuple["knobs"]["bends"] == [1, 3]
+
+
 class _Levels:
     levels = {"easy": {}, "hard": {}, "ood": {}}
     name = "fake"

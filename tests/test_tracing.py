@@ -119,7 +119,10 @@ def test_non_square_canvas():
         ((448, 120), {"curves": 6}, "too small"),
         ((448, 448), {"curves": 8, "same_colour": True, "crossings": [1, 3], "exact_crossings": False}, None),  # allowed
         ((448, 448), {"curves": 5, "crossings": [2, 6]}, "at least curves - 1 = 4"),
-        ((448, 448), {"curves": 2, "crossings": [50, 60], "bends": 0}, "cannot be drawn"),
+        ((448, 448), {"curves": 2, "crossings": [50, 60], "bends": 0, "exact_crossings": False}, "50 crossings cannot be drawn"),
+        ((448, 448), {"curves": 2, "crossings": [1, 3]}, "2 curves cannot be drawn"),  # a raw ValueError from sampling before
+        ((448, 448), {"curves": [2, 4], "crossings": [3, 5]}, "2 curves cannot be drawn"),
+        ((448, 448), {"curves": 2, "crossings": [1, 3], "exact_crossings": False}, None),
         ((448, 448), {"crossings": 0}, "must cross"),
         ((96, 448), {}, "too narrow"),
     ],
@@ -179,6 +182,27 @@ def test_end_assignments_realise_the_total():
             inv = sum(perm[i] > perm[j] for i in range(n) for j in range(i + 1, n))
             assert perm[q] == dest and inv <= total and (total - inv) % 2 == 0
     assert _orders(3, 0, 2, 1) == ()  # the top curve cannot reach the bottom end with one crossing
+
+
+def test_every_query_answer_and_total_the_check_allows_is_drawable():
+    """The check's rule, against `_orders` by brute force: with 3 or more curves every (start, end)
+    has an end assignment for every total from |start - end| (2 when they are level) up; with 2
+    curves the parity of the total is fixed by the answer, so exact totals are refused."""
+    from generators.tracing import _orders
+
+    for n in range(2, 7):
+        for q in range(n):
+            for dest in range(n):
+                least = 2 if q == dest else abs(q - dest)
+                for total in range(0, 12):
+                    ok = bool(_orders(n, q, dest, total))
+                    if n == 2:
+                        assert ok == (total >= least and (total - least) % 2 == 0)
+                    else:
+                        assert ok == (total >= least), (n, q, dest, total)
+    # so a level that passes the check (crossings >= curves - 1, curves >= 3) never meets an empty choice
+    for n in range(3, 7):
+        assert all(_orders(n, q, dest, t) for q in range(n) for dest in range(n) for t in range(n - 1, n + 6) if t >= 2)
 
 
 def test_end_assignments_are_exactly_the_most_inverted_realisable_ones():
