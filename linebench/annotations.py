@@ -157,10 +157,17 @@ def _rle(mask: Any, size: tuple[int, int]) -> dict:
         if "size" not in mask or "counts" not in mask:
             raise UsageError("an RLE mask needs 'size' and 'counts' (COCO format)")
         rle = dict(mask)
+        try:
+            mh, mw = (int(v) for v in rle["size"])
+        except (TypeError, ValueError):
+            raise UsageError(f"an RLE mask's size must be [height, width], got {rle['size']!r}") from None
+        runs = _rle_runs(rle["counts"])
+        if sum(runs) != mh * mw:  # pycocotools would decode it anyway, to a slanted or truncated shape
+            raise UsageError(f"an RLE mask's counts cover {sum(runs)} pixels, its size {mw}x{mh} has {mh * mw}: the counts do not match the size")
         if isinstance(rle["counts"], list):  # uncompressed RLE
-            rle = cmask.frPyObjects(rle, int(rle["size"][0]), int(rle["size"][1]))
+            rle = cmask.frPyObjects(rle, mh, mw)
         counts = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
-        rle = {"size": [int(v) for v in rle["size"]], "counts": counts}
+        rle = {"size": [mh, mw], "counts": counts}
     else:
         arr = np.asarray(mask)
         if arr.ndim != 2:
@@ -170,6 +177,39 @@ def _rle(mask: Any, size: tuple[int, int]) -> dict:
     if rle["size"] != [h, w]:
         raise UsageError(f"a mask is {rle['size'][1]}x{rle['size'][0]}, the image {w}x{h}")
     return rle
+
+
+def _rle_runs(counts: Any) -> list[int]:
+    """The run lengths of COCO RLE counts: a list of ints, or the compressed string (pycocotools'
+    rleFrString: 6-bit groups from '0', 5 data bits and a continuation bit, sign-extended, each run
+    after the second stored as the difference from the run two before)."""
+    if isinstance(counts, list):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+            raise UsageError("an RLE mask's counts must be non-negative whole numbers")
+        return counts
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
+    if not isinstance(counts, str) or any(not 48 <= ord(c) < 112 for c in counts):
+        raise UsageError("an RLE mask's counts must be a list of numbers or a COCO compressed string")
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if p == len(counts):
+                raise UsageError("an RLE mask's compressed counts end in the middle of a number")
+            c = ord(counts[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
+            raise UsageError("an RLE mask's compressed counts decode to a negative run")
+        runs.append(x)
+    return runs
 
 
 def mask_targets(masks: Iterable[Any], size: tuple[int, int]) -> list[dict]:

@@ -99,6 +99,31 @@ def _rle_counts(mask):
     return cmask.encode(np.asfortranarray(mask))["counts"].decode("ascii")
 
 
+def _rect_counts() -> str:
+    rect = np.zeros((427, 640), np.uint8)
+    rect[100:300, 200:500] = 1
+    return _rle_counts(rect)
+
+
+_RECT_COUNTS = _rect_counts()
+
+
+def test_rle_runs_agree_with_pycocotools():
+    from pycocotools import mask as cmask
+
+    from linebench.annotations import _rle_runs
+
+    rng = np.random.default_rng(3)
+    for shape in ((1, 1), (7, 5), (427, 640)):
+        m = (rng.random(shape) < 0.4).astype(np.uint8)
+        m[: shape[0] // 2] = 0  # long runs too (multi-group numbers)
+        enc = cmask.encode(np.asfortranarray(m))
+        runs = _rle_runs(enc["counts"].decode("ascii"))
+        assert sum(runs) == m.size
+        flat = np.repeat(np.arange(len(runs)) % 2, runs).astype(np.uint8)  # column-major, starting with zeros
+        assert np.array_equal(flat.reshape(shape[::-1]).T, m)
+
+
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [
@@ -111,6 +136,12 @@ def _rle_counts(mask):
         (dict(points=[{"x": 1}]), "needs x and y"),
         (dict(polygons=[[1, 2, 3, 4]]), "at least 3"),
         (dict(masks=[np.zeros((10, 10))]), "the image 640x427"),
+        (dict(masks=[{"size": [427, 640], "counts": [100, 50]}]), "counts do not match the size"),  # decoded to a slanted shape before
+        (dict(masks=[{"size": [427, 640], "counts": _RECT_COUNTS[:-2]}]), "do not match the size|middle of a number"),
+        (dict(masks=[{"size": [427, 641], "counts": _RECT_COUNTS}]), "counts do not match the size"),
+        (dict(masks=[{"size": [427, 640], "counts": [-5, 273285]}]), "non-negative"),
+        (dict(masks=[{"size": [427, 640], "counts": "ab{}"}]), "compressed string"),
+        (dict(masks=[{"size": "big", "counts": [1]}]), "height, width"),
         (dict(boxes=[[1, 2, 3, 4]], coords="pixels"), "coords must be"),
         (dict(), "no annotation"),
     ],
