@@ -9,7 +9,8 @@ What is counted (docs/scoring.md):
   of the accuracy, unless `missing_as_wrong`, which scores it as wrong.
 - A prediction whose id is not in the dataset is *unknown*: reported and ignored.
 - A line that is not a JSON object with a string `id` and a `prediction` key is *malformed*:
-  reported with its line number and ignored. An id given twice: the last line wins, and the id is
+  reported with its line number and ignored (`parse_line` says which lines are accepted; a UTF-8
+  byte order mark before a line is skipped). An id given twice: the last line wins, and the id is
   reported as duplicated.
 
 Accuracy comes overall and per split, per difficulty level and per value of every knob column of
@@ -20,6 +21,7 @@ each with a 95% percentile-bootstrap interval.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
-from .answers import PARSERS, is_correct, parse_many
+from .answers import MAX_TEXT, PARSERS, is_correct, parse_many
 from .dataset import MANIFEST, RUN_FILE, read_manifest
 from .folder import manifest_kind, read_maps_manifest
 from .pointing import judge
@@ -124,6 +126,53 @@ def _lines(fh) -> Iterator[bytes | None]:
             yield line
 
 
+BOM = b"\xef\xbb\xbf"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: a str JSON can carry and UTF-8 cannot
+
+
+def parse_line(raw: bytes | None) -> dict[str, Any] | str | None:
+    """One predictions line as `linebench score` reads it: the JSON object, or why the line is
+    malformed, or None for a blank line. `raw` None stands for a line over MAX_LINE bytes.
+    `linebench eval` checks every line it writes with this, so it stores only what is accepted."""
+    if raw is None:
+        return f"longer than {MAX_LINE // (1 << 20)} MiB"
+    if raw.startswith(BOM):  # a file saved by an editor that marks UTF-8 (or files concatenated)
+        raw = raw[len(BOM):]
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        return f"not JSON ({e.msg})"
+    except (ValueError, RecursionError) as e:  # a 5,000-digit integer, 100,000 nested brackets
+        return f"not JSON that can be read ({str(e)[:60] or type(e).__name__})"
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    if not isinstance(obj.get("id"), str):
+        return 'no string "id"'
+    if "prediction" not in obj:
+        return 'no "prediction"'
+    return obj
+
+
+def storable_prediction(text: str) -> str:
+    """A model's reply as a predictions line keeps it, so that `linebench score` reads every line
+    `linebench eval` writes and judges it as it would the whole reply: a lone surrogate (which no
+    UTF-8 file can hold) becomes U+FFFD, and a text longer than MAX_TEXT keeps its first and last
+    MAX_TEXT // 2 characters, which are all the parsers read (answers.as_text, pointing), so no
+    verdict changes and the line stays far below MAX_LINE."""
+    text = _SURROGATE.sub("\ufffd", text)
+    if len(text) > MAX_TEXT:
+        half = MAX_TEXT // 2
+        text = text[:half] + "\n\n" + text[-half:]
+    return text
+
+
+
 def read_predictions(path: Path) -> Predictions:
     """JSONL rows {"id": str, "prediction": any}; blank lines are skipped."""
     path = Path(path)
@@ -134,34 +183,15 @@ def read_predictions(path: Path) -> Predictions:
     dups: dict[str, None] = {}
     with open(path, "rb") as fh:
         for number, raw in enumerate(_lines(fh), 1):
-            if raw is None:
-                malformed.append(f"line {number}: longer than {MAX_LINE // (1 << 20)} MiB")
+            obj = parse_line(raw)
+            if obj is None:
                 continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                malformed.append(f"line {number}: not UTF-8")
+            if isinstance(obj, str):
+                malformed.append(f"line {number}: {obj}")
                 continue
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                malformed.append(f"line {number}: not JSON ({e.msg})")
-                continue
-            except (ValueError, RecursionError) as e:  # a 5,000-digit integer, 100,000 nested brackets
-                malformed.append(f"line {number}: not JSON that can be read ({str(e)[:60] or type(e).__name__})")
-                continue
-            if not isinstance(obj, dict):
-                malformed.append(f"line {number}: not a JSON object")
-            elif not isinstance(obj.get("id"), str):
-                malformed.append(f"line {number}: no string \"id\"")
-            elif "prediction" not in obj:
-                malformed.append(f"line {number}: no \"prediction\"")
-            else:
-                if obj["id"] in by_id:
-                    dups.setdefault(obj["id"])
-                by_id[obj["id"]] = obj["prediction"]
+            if obj["id"] in by_id:
+                dups.setdefault(obj["id"])
+            by_id[obj["id"]] = obj["prediction"]
     if not by_id:
         why = f"; {len(malformed)} malformed line(s), first: {malformed[0]}" if malformed else " (the file is empty)"
         raise UsageError(f"no predictions in {path}: expected JSONL rows {{\"id\": ..., \"prediction\": ...}}{why}")

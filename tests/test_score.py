@@ -149,6 +149,24 @@ def test_cli_writes_json_and_markdown(small_dataset, planned, tmp_path):
     assert default_outputs(path) == (path.with_name("preds.score.json"), path.with_name("preds.score.md"))
 
 
+def test_a_byte_order_mark_is_skipped_and_what_eval_stores_is_judged_as_the_whole_reply(small_dataset, tmp_path):
+    from linebench.answers import MAX_TEXT, is_correct
+    from linebench.score import MAX_LINE, parse_line, storable_prediction
+
+    rows = dataset_rows(small_dataset)
+    bom = tmp_path / "bom.jsonl"  # what an editor that marks UTF-8 saves
+    bom.write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps({"id": r["id"], "prediction": r["answer"]}) for r in rows[:2]).encode() + b"\n")
+    rep = score(small_dataset, bom)
+    assert rep.malformed == 0 and rep.scored == rep.correct == 2
+    answer = rows[0]["answer"]
+    for text in [f"{answer}. " + "and so on " * 200_000, "x " * 9_000 + f"so it ends at {answer}", f"{answer} \ud800", "no idea " * 3_000]:
+        kept = storable_prediction(text)
+        line = (json.dumps({"id": rows[0]["id"], "prediction": kept}, ensure_ascii=False) + "\n").encode("utf-8")  # no lone surrogate left
+        assert len(kept) <= MAX_TEXT + 2 and len(line) < MAX_LINE and isinstance(parse_line(line), dict)
+        assert is_correct("number", kept, answer) == is_correct("number", text.replace("\ud800", "\ufffd"), answer)
+        assert storable_prediction(kept) == kept  # stored once more: the same text
+
+
 BAD = [
     (lambda ds, p, t: [str(ds), "--predictions", str(t / "missing.jsonl")], "does not exist"),
     (lambda ds, p, t: [str(t), "--predictions", str(p)], "not a linebench dataset"),
