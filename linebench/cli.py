@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -20,12 +21,11 @@ from . import __version__
 from .errors import LinebenchError, UsageError
 from .grids import DEFAULT_MAPS
 
-app = typer.Typer(
-    help="Synthetic visual-grounding benchmarks with exact geometry and ground-truth attention maps.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+try:  # typer ships its own click (see `generate`); its errors are not the click package's
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover - a typer on the click package
+    from click.exceptions import ClickException as _ClickException
+from typer.core import TyperGroup
 
 out_console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
@@ -34,6 +34,41 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS
 def _fail(message: str, code: int = 2) -> None:
     err_console.print(Text(f"error: {message}"), soft_wrap=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    try:
+        yield
+    except _ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `linebench` alone: the help, as before
+            raise
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _fail(" ".join(e.format_message().split()).rstrip(".") + hint, e.exit_code)
+
+
+class OneLineErrors(TyperGroup):
+    """click's own errors (an unknown option, a bad or missing value, a missing argument) as one
+    line and exit 2, like every other error, instead of a usage block and a boxed panel: the one
+    place they are formatted (parsing the command line, and the subcommand's)."""
+
+    def make_context(self, *args, **kwargs):
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+app = typer.Typer(
+    help="Synthetic visual-grounding benchmarks with exact geometry and ground-truth attention maps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    cls=OneLineErrors,
+)
 
 
 def friendly(fn: Callable) -> Callable:
