@@ -51,11 +51,23 @@ def accuracy_plots(score: dict[str, Any], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(max(3.5, 0.7 * len(gs) + 1.5), 3))
         acc = [100 * g["accuracy"] for g in gs]
         err = [[100 * (g["accuracy"] - g["ci_low"]) for g in gs], [100 * (g["ci_high"] - g["accuracy"]) for g in gs]]
-        ax.bar(range(len(gs)), acc, yerr=err, capsize=3, color="tab:blue")
+        bars = ax.bar(range(len(gs)), acc, yerr=err, capsize=3, color="tab:blue")
+        _label_bars(ax, bars, acc)
         ax.set_xticks(range(len(gs)), [g["value"] for g in gs], rotation=30 if len(gs) > 4 else 0)
         ax.set_ylim(0, 100), ax.set_ylabel("accuracy %"), ax.set_title("by level" if by == "difficulty" else f"by {by}")
         files.append(_save(fig, out / f"accuracy-{by}.png"))
     return files
+
+
+def _label_bars(ax, bars, values: Sequence[float | None]) -> None:
+    """Each bar's value on it, and a 0% bar drawn as a visible line at zero, so a group at 0% never
+    looks like a group with no rows; a missing value (None) is labelled n/a."""
+    for bar, v in zip(bars, values):
+        x, w = bar.get_x(), bar.get_width()
+        if v is not None and v == 0:
+            ax.plot([x, x + w], [0, 0], color=bar.get_facecolor(), lw=3, solid_capstyle="butt", clip_on=False)
+        label = "n/a" if v is None else f"{v:.0f}%"
+        ax.annotate(label, (x + w / 2, v or 0), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
 
 
 def attention_plots(att: dict[str, Any], out: Path) -> Path:
@@ -66,8 +78,11 @@ def attention_plots(att: dict[str, Any], out: Path) -> Path:
             ax.plot([r["layer"] for r in rows], [r[key] for r in rows], marker="o", label=level, lw=2 if level == "all" else 1)
     axes[0].axhline(1.0, color="grey", lw=0.8, ls="--")
     axes[0].set_title("target / visual attention (1 = none)"), axes[1].set_title("KL(P || Q)")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         ax.set_xlabel("layer"), ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers: no tick at 0.5
     return _save(fig, out / "attention.png")
 
 
@@ -105,6 +120,12 @@ def _png_of(image) -> bytes:
     return buf.getvalue()
 
 
+def _bdi(text: str) -> str:
+    """Text from a model or a user, escaped and isolated: a direction override in it (U+202E) turns
+    itself around, not the rest of the page."""
+    return f"<bdi>{html.escape(str(text))}</bdi>"
+
+
 def _img(path: Path, alt: str, width: int | None = None) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     w = f' width="{width}"' if width else ""
@@ -126,12 +147,12 @@ def write_report(out: Path, rows: Sequence[dict] | None = None, predictions: dic
     plots = accuracy_plots(score, out)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>linebench eval: {html.escape(run['model'])}</title><style>{CSS}</style></head><body>"]
     o = score["groups"][0]
-    parts.append(f"<h1>{html.escape(run['model'])} on {html.escape(run['data'])} ({html.escape(run['split'])})</h1>")
+    parts.append(f"<h1>{_bdi(run['model'])} on {_bdi(run['data'])} ({html.escape(run['split'])})</h1>")
     parts.append(
         f"<p>Accuracy <b>{100 * (o['accuracy'] or 0):.1f}%</b> (95% interval {100 * (o['ci_low'] or 0):.1f}–{100 * (o['ci_high'] or 0):.1f}) on "
         f"{o['n']} rows; unparseable answers: {score['unparseable']}. Backend <code>{html.escape(run['backend'])}</code>; prompt: the row's question"
-        + (f" + <code>{html.escape(run['prompt_suffix'])}</code>" if run["prompt_suffix"] else "")
-        + (f"; system: <code>{html.escape(run['system'])}</code>" if run.get("system") else "")
+        + (f" + <code>{_bdi(run['prompt_suffix'])}</code>" if run["prompt_suffix"] else "")
+        + (f"; system: <code>{_bdi(run['system'])}</code>" if run.get("system") else "")
         + f"; generator <code>{html.escape(str(score.get('generator_version')))}</code>.</p>"
     )
     level_rows = [g for g in score["groups"] if g["by"] in ("overall", "difficulty") and g["n"]]
@@ -172,8 +193,8 @@ def write_report(out: Path, rows: Sequence[dict] | None = None, predictions: dic
         parts.append(f"<h2>Wrong answers ({len(items)} shown)</h2><div class='gallery'>")
         for it in items:
             parts.append(
-                f"<div class='card'>{_img(out / it['image'], it['id'])}<div><b>{html.escape(it['question'])}</b></div>"
-                f"<div>expected <code>{html.escape(it['answer'])}</code></div><div>model: <code>{html.escape(it['prediction'])}</code></div></div>"
+                f"<div class='card'>{_img(out / it['image'], it['id'])}<div><b>{_bdi(it['question'])}</b></div>"
+                f"<div>expected <code>{_bdi(it['answer'])}</code></div><div>model: <code>{_bdi(it['prediction'])}</code></div></div>"
             )
         parts.append("</div>")
     knob_plots = [p for p in plots if p.stem != "accuracy-difficulty"]
@@ -231,8 +252,9 @@ def compare(dirs: Sequence[str | Path], out: str | Path) -> Path:
     cats = ["overall"] + levels
     for i, (ident, s) in enumerate(runs):
         lv = {g["value"]: g for g in _groups(s, "difficulty")}
-        vals = [100 * s["groups"][0]["accuracy"]] + [100 * lv[v]["accuracy"] if v in lv else 0 for v in levels]
-        ax.bar([c + i * width for c in range(len(cats))], vals, width, label=ident["model"])
+        vals = [100 * s["groups"][0]["accuracy"]] + [100 * lv[v]["accuracy"] if v in lv else None for v in levels]  # None: the run has no such level
+        bars = ax.bar([c + i * width for c in range(len(cats))], [v or 0 for v in vals], width, label=ident["model"])
+        _label_bars(ax, bars, vals)
     ax.set_xticks([c + 0.4 - width / 2 for c in range(len(cats))], cats), ax.set_ylim(0, 100), ax.set_ylabel("accuracy %"), ax.legend(fontsize=8)
     _save(fig, out / "compare.png")
     table = "".join(f"<tr>{''.join(f'<td>{html.escape(c.strip())}</td>' for c in line.strip('|').split('|'))}</tr>" for line in lines[2:])
