@@ -3,8 +3,16 @@
 
     from linebench.evaluate import evaluate
     report = evaluate(model, processor, rows)          # accuracy, per level, attention per layer
+
+The names below come from `hf`, imported on first use: an eval against a server never loads torch.
 """
 
-from .hf import attention_metrics, evaluate, generate
-
 __all__ = ["evaluate", "generate", "attention_metrics"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from . import hf
+
+        return getattr(hf, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
