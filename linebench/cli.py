@@ -724,7 +724,7 @@ def train(
     canvas: Optional[str] = typer.Option(None, "--canvas", help="Canvas of the generated rows (default: 224 for the tiny models, else 448)."),
     split: str = typer.Option("train", "--split", help="Split of --data to train on (held out: validation or test if there, else its last rows)."),
     eval_n: int = typer.Option(128, "--eval-n", help="Held-out rows evaluated before, during and after training."),
-    out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Run folder: metrics, plots, checkpoints, the trained model."),
+    out_text: str = typer.Option("runs/train", "--out", "-o", help="Run folder: metrics, plots, checkpoints, the trained model."),
     klal: bool = typer.Option(False, "--klal/--no-klal", help="Add lambda * KLAL to the next-token loss (without it: the NTP-only baseline, same data, order and seed)."),
     lam: float = typer.Option(1.0, "--lambda", help="Weight of KLAL."),
     layers: str = typer.Option("all", "--klal-layers", help="Supervised decoder layers: all, last:K or i,j,..."),
@@ -745,7 +745,7 @@ def train(
     eval_every: int = typer.Option(0, "--eval-every", help="Also evaluate every this many steps (0: before and after only)."),
     save_every: int = typer.Option(200, "--save-every", help="Checkpoint every this many steps (for --resume)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Truncate sequences (default: never; a cut image is refused)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (same options)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest complete checkpoint (same options; damaged or unfinished checkpoints are removed, saying so)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
     workers: int = typer.Option(os.cpu_count() or 1, "--workers", "-w", help="Processes for generating data."),
     backend: str = typer.Option("auto", "--klal-backend", help="The KLAL op: auto (Triton kernels on CUDA), triton, torch."),
@@ -754,6 +754,7 @@ def train(
     default model on 2,000 generated grid-patch rows, on the CPU, in a few minutes."""
     from .train.run import TrainOptions, train as run_train
 
+    out = _out_path(out_text)
     opts = TrainOptions(
         model=model, data=data, task=task, n=n, difficulty=difficulty, canvas=parse_canvas(canvas) if canvas else None, split=split,
         eval_n=eval_n, out=str(out), klal=klal, lam=lam, layers=layers, query=query,

@@ -182,7 +182,11 @@ def cached(name: str) -> Path:
 
 def is_tiny(folder: str | Path) -> dict | None:
     mark = Path(folder) / MARK
-    return json.loads(mark.read_text()) if mark.is_file() else None
+    try:
+        info = json.loads(mark.read_text()) if mark.is_file() else None
+    except (OSError, ValueError):  # a damaged mark: not a tiny model linebench can vouch for
+        return None
+    return info if isinstance(info, dict) and "name" in info else None
 
 
 def load_processor(folder: str | Path):

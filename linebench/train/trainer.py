@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from ..errors import UsageError
@@ -39,6 +40,7 @@ class KLALTrainer(SFTTrainer):
         if args_ is not None and getattr(args_, "remove_unused_columns", False):
             raise UsageError("KLALTrainer needs remove_unused_columns=False (the collator reads the rows' geometry)")
         super().__init__(*args, **kwargs)
+        self.add_callback(_TokenCount(self))
         self.klal_lambda = float(klal_lambda)
         self.capture = None
         if klal:
@@ -87,3 +89,34 @@ class KLALTrainer(SFTTrainer):
         self._metrics[mode]["klal"].append(logged[:, 1].mean().item())
         self._metrics[mode]["klal_lambda"].append(self.klal_lambda)
         return (loss, outputs) if return_outputs else loss
+
+
+def resumed_tokens(state, args) -> int:
+    """The tokens trained on before `state.global_step`: TRL's count as logged at that step (the
+    checkpoint's state holds the log), else transformers' own count when it keeps one, else the last
+    logged count (exact only when checkpoints fall on logged steps)."""
+    if state.global_step == 0:
+        return 0
+    history = [h for h in state.log_history if "num_tokens" in h]
+    at_step = [h["num_tokens"] for h in history if h.get("step") == state.global_step]
+    if at_step:
+        return int(at_step[-1])
+    if getattr(args, "include_num_input_tokens_seen", "no") == "non_padding":
+        return int(state.num_input_tokens_seen)
+    return int(history[-1]["num_tokens"]) if history else 0
+
+
+class _TokenCount(TrainerCallback):
+    """TRL keeps its `num_tokens` count on the trainer, not in the Trainer state that a checkpoint
+    saves, so a resumed run would count again from zero: at the start of training take it back
+    from the (restored) state."""
+
+    def __init__(self, trainer):
+        import weakref
+
+        self.trainer = weakref.ref(trainer)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        trainer = self.trainer()
+        if trainer is not None and hasattr(trainer, "_total_train_tokens"):
+            trainer._total_train_tokens = resumed_tokens(state, args)
