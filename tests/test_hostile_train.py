@@ -159,6 +159,8 @@ CASES = [
     ("failure-in-existing-folder", train_args(max_length="16"), write("run/notes.txt", "mine"), 2, "nothing was kept",
      ["{out}/notes.txt"], ["{out}/run.json", "{out}/metrics.jsonl", "{out}/.linebench-lock"]),
     ("run-files-without-run-json", train_args(), write("run/metrics.jsonl", ""), 2, "but no run.json", ["{out}/metrics.jsonl"], ["{out}/run.json"]),
+    ("out-is-a-dataset", train_args(out="{data}", overwrite=None) + ["--overwrite"], None, 2, "is a linebench dataset folder",
+     ["{data}/data", "{data}/manifest.json"], ["{data}/run.json"]),
     ("again-without-resume", train_args(), finished(), 2, "already holds a run", ["{out}/run.json"], []),
     ("resume-nothing", RESUME, None, 2, "holds no run to resume", [], ["{out}"]),
     # --- 6: one line where a traceback was

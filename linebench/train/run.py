@@ -369,6 +369,9 @@ def _check_out(out: Path, opts: TrainOptions) -> str:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
     run_file = out / RUN_FILE
+    dataset = next((n for n in ("manifest.json", ".linebench-run.json") if os.path.lexists(out / n)), None)
+    if dataset:  # --overwrite would remove its data/
+        raise UsageError(f"--out {out} is a linebench dataset folder (it has {dataset}), not a train run; choose another --out")
     if not os.path.lexists(run_file):
         if opts.resume:
             raise UsageError(f"--resume: {out} holds no run to resume")
