@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import itertools
 import json
 import os
 import random
 import re
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_any
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -207,7 +209,8 @@ def ask_rows(
 ) -> dict[str, str]:
     """Ask every (row id, prompt, image bytes) with `concurrency` requests in flight. Each answer goes
     to `store(id, text, meta)` in the calling thread as it arrives; each row without an answer into
-    `failed` (id -> why), which is returned. On any exception, Ctrl-C included, the answers that came
+    `failed` (id -> why), which is returned. Rows are read from `jobs` as room frees up (at most
+    4 x concurrency queued). On any exception, Ctrl-C included, the answers that came
     back are stored first, queued rows are dropped and requests in flight are not waited for; then
     it re-raises. max(GIVE_UP_ROWS, 2 x concurrency) rows in a row without an answer stop the run
     with one line: a server that is down would otherwise be asked every row, each with its retries."""
@@ -228,17 +231,23 @@ def ask_rows(
         return True
 
     streak = 0
+    rows = iter(jobs)
+    window = 4 * concurrency  # rows read and queued ahead: a 50,000-row split is not held in memory at once
     try:
-        for row_id, prompt, png in jobs:
-            pending[pool.submit(backend.ask, prompt, png)] = row_id
-        for fut in as_completed(list(pending)):
-            streak = 0 if take(fut) else streak + 1
-            if streak >= give_up:
-                last = failed[next(reversed(failed))]
-                raise UsageError(
-                    f"{backend.s.base_url}: {streak} rows in a row got no answer (the last: {last}), so the run stopped; "
-                    "the answers so far are stored: run the same command again once the server answers"
-                )
+        while True:
+            for row_id, prompt, png in itertools.islice(rows, window - len(pending)):
+                pending[pool.submit(backend.ask, prompt, png)] = row_id
+            if not pending:
+                break
+            done, _ = wait_any(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                streak = 0 if take(fut) else streak + 1
+                if streak >= give_up:
+                    last = failed[next(reversed(failed))]
+                    raise UsageError(
+                        f"{backend.s.base_url}: {streak} rows in a row got no answer (the last: {last}), so the run stopped; "
+                        "the answers so far are stored: run the same command again once the server answers"
+                    )
     except BaseException:
         backend.stop()
         pool.shutdown(wait=False, cancel_futures=True)
