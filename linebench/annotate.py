@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
+from .version import __version__
 from .annotations import BOX_FORMATS, BOX_MODES, COORDS, annotation_geometry
 from .dataset import DONE_LOG, _record_done, read_done, write_folder
 from .errors import UsageError

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import pyarrow.parquet as pq
 
-from . import __version__
+from .version import __version__
 from .samples import RunSpec
 from .tasks import get_task
 

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__
+from .version import __version__
 from .errors import LinebenchError, UsageError
 from .grids import DEFAULT_MAPS
 

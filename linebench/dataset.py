@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
+from .version import __version__
 from .errors import GenerationError, Interrupted, MapError, UsageError
 from .folder import MANIFEST, MAX_SHARDS, RUN_FILE, expected_shards, read_manifest, read_run_file, sha256_bytes, sha256_file, write_manifest
 from .fsio import atomic_write, check_path_text, fsync_dir, umask, why

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__
+from .version import __version__
 from .card import card_for_folder, config_name
 from .errors import LinebenchError
 from .folder import (

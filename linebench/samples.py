@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import CORE_VERSION
+from .version import CORE_VERSION
 from .grids import default_maps
 from .maps import MapParams, map_values
 from .render import encode_png, rasterise

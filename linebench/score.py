@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
+from .version import __version__
 from .answers import MAX_TEXT, PARSERS, is_correct, parse_many
 from .dataset import MANIFEST, RUN_FILE, read_manifest
 from .folder import manifest_kind, read_maps_manifest

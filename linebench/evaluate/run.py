@@ -184,7 +184,7 @@ def _prepare(out: Path, identity: dict[str, Any], force: bool) -> None:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 

@@ -317,7 +317,7 @@ def load_rows(opts: TrainOptions, out: Path, canvas: tuple[int, int], log: Calla
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    from .. import __version__
+    from ..version import __version__
 
     out = {"linebench": __version__, "python": sys.version.split()[0]}
     for pkg in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "triton"):
