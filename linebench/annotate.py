@@ -33,13 +33,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .version import __version__
-from .annotations import BOX_FORMATS, BOX_MODES, COORDS, annotation_geometry
+from .annotations import BOX_FORMATS, BOX_MODES, COORDS, annotation_geometry, as_list, image_size
 from .dataset import DONE_LOG, _record_done, read_done, write_folder
 from .errors import UsageError
 from .folder import RUN_FILE, expected_shards, sha256_bytes, sha256_file, write_manifest
 from .fsio import atomic_write, check_path_text
 from .grids import canonical_maps, layout
 from .maps import MapParams, attention_map
+from .pointing import answer_text
 
 KIND = "annotations"
 ANNOTATION_KINDS = ("points", "boxes", "polygons", "masks")
@@ -133,41 +134,8 @@ def load_source(source: str, split: str | None = None):
     return dict(dd)
 
 
-def _image_size(value: Any, base: Path | None) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    if not isinstance(value, dict):
-        raise UsageError(f"the image column holds {type(value).__name__}, not an image")
-    try:
-        if value.get("bytes"):
-            with Image.open(io.BytesIO(value["bytes"])) as im:
-                return im.size
-        if value.get("path"):
-            p = Path(value["path"])
-            p = p if p.is_absolute() or base is None else base / p
-            with Image.open(p) as im:
-                return im.size
-    except (OSError, UnidentifiedImageError) as e:
-        raise UsageError(f"an image cannot be read ({e})") from None
-    raise UsageError("a row has no image bytes or path")
-
-
-def _as_list(kind: str, value: Any) -> list:
-    """One annotation or a list of them -> a list (a box is 4 numbers, a point 2 or {x, y}, ...)."""
-    if value is None:
-        return []
-    if kind == "masks":
-        return [value] if isinstance(value, dict) else list(value)
-    if isinstance(value, dict):
-        return [value]
-    value = list(value)
-    if value and isinstance(value[0], (int, float)) and not isinstance(value[0], bool):
-        return [value]  # a single box / point / flat polygon
-    return value
-
-
 def row_geometry(row: dict[str, Any], size: tuple[int, int], opts: Options) -> dict[str, Any]:
-    items = _as_list(opts.kind, row[opts.column])
+    items = as_list(opts.kind, row[opts.column])
     if not items:
         raise UsageError(f"column {opts.column!r} is empty")
     return annotation_geometry(
@@ -181,20 +149,6 @@ def row_geometry(row: dict[str, Any], size: tuple[int, int], opts: Options) -> d
 
 
 # --------------------------------------------------------------------------- rows for eval and training
-
-
-def answer_text(geometry: dict[str, Any]) -> str:
-    """A row's annotation as the answer text trained on and shown: `[x1, y1, x2, y2]` px for a box,
-    `(x, y), (x, y)` px for points (region centres for polygons and masks). linebench.pointing
-    reads this format back, as it reads the formats models emit."""
-    from .pointing import _centre, _target_region
-
-    ann = geometry.get("annotations") or {}
-    if "boxes" in ann:
-        return "[" + ", ".join(str(round(v)) for v in ann["boxes"][0]) + "]"
-    kind = next(k for k in ("points", "polygons", "masks") if k in ann)
-    pts = ann[kind] if kind == "points" else [_centre(_target_region(kind, item)) for item in ann[kind]]
-    return ", ".join(f"({round(x)}, {round(y)})" for x, y in pts)
 
 
 def is_maps_folder(folder: Path | str) -> bool:
@@ -254,7 +208,7 @@ def _rows(split_ds, start: int, stop: int, opts: Options, profiles: tuple[str, .
             if opts.size_columns:
                 size = (int(row[opts.size_columns[0]]), int(row[opts.size_columns[1]]))
             else:
-                size = _image_size(row[opts.image_column], base)
+                size = image_size(row[opts.image_column], base)
             geometry = row_geometry(row, size, opts)
             for p in profiles:
                 if (p, size) not in layouts:  # image sizes repeat (COCO has a few dozen): one layout each

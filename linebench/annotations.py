@@ -29,7 +29,10 @@ as xyxy) raise `UsageError` with one line that says what to change.
 
 from __future__ import annotations
 
+import functools
+import io
 import math
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -226,6 +229,12 @@ def decode_mask(rle: Mapping[str, Any]) -> np.ndarray:
         return cmask.decode({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")})
 
 
+@functools.lru_cache(maxsize=8)
+def decoded_mask(counts: str, size: tuple[int, int]) -> np.ndarray:
+    """`decode_mask`, cached: a row's mask is decoded once for all its profiles (and its scoring)."""
+    return decode_mask({"size": list(size), "counts": counts})
+
+
 def mask_cell_areas(mask: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray) -> np.ndarray:
     """Exact area of a 0/1 pixel mask [h, w] inside each cell of a grid -> float64 [rows, cols].
 
@@ -291,3 +300,40 @@ def annotation_geometry(
     if not targets:
         raise UsageError("no annotation: give points, boxes, polygons or masks")
     return {"canvas": [w, h], "targets": targets, "annotations": given}
+
+
+# --------------------------------------------------------------------------- reading a dataset's columns
+
+
+def image_size(value: Any, base: Path | None) -> tuple[int, int]:
+    """(width, height) of a `datasets` Image value ({bytes, path}; a relative path is under `base`)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(value, dict):
+        raise UsageError(f"the image column holds {type(value).__name__}, not an image")
+    try:
+        if value.get("bytes"):
+            with Image.open(io.BytesIO(value["bytes"])) as im:
+                return im.size
+        if value.get("path"):
+            p = Path(value["path"])
+            p = p if p.is_absolute() or base is None else base / p
+            with Image.open(p) as im:
+                return im.size
+    except (OSError, UnidentifiedImageError) as e:
+        raise UsageError(f"an image cannot be read ({e})") from None
+    raise UsageError("a row has no image bytes or path")
+
+
+def as_list(kind: str, value: Any) -> list:
+    """One annotation or a list of them -> a list (a box is 4 numbers, a point 2 or {x, y}, ...)."""
+    if value is None:
+        return []
+    if kind == "masks":
+        return [value] if isinstance(value, dict) else list(value)
+    if isinstance(value, dict):
+        return [value]
+    value = list(value)
+    if value and isinstance(value[0], (int, float)) and not isinstance(value[0], bool):
+        return [value]  # a single box / point / flat polygon
+    return value

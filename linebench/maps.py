@@ -17,7 +17,6 @@ Shapes of one sample are disjoint, so the target area is the sum of their areas.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -96,20 +95,12 @@ def target_areas(targets: Sequence[Mapping[str, Any]], grid: TokenGrid, canvas: 
         elif kind == "polygon":
             area += polygon_cell_areas(t["points"], xe, ye)
         elif kind == "mask":  # a COCO RLE mask (maps from annotations: linebench.annotations)
-            from .annotations import mask_cell_areas
+            from .annotations import decoded_mask, mask_cell_areas
 
-            area += mask_cell_areas(_decoded(t["rle"]["counts"], tuple(t["rle"]["size"])), xe, ye)
+            area += mask_cell_areas(decoded_mask(t["rle"]["counts"], tuple(t["rle"]["size"])), xe, ye)
         else:
             raise ValueError(f"unknown target type {kind!r}")
     return area
-
-
-@functools.lru_cache(maxsize=8)
-def _decoded(counts: str, size: tuple[int, int]) -> np.ndarray:
-    """A mask decoded once for all the profiles of a row (maps for several profiles in a row)."""
-    from .annotations import decode_mask
-
-    return decode_mask({"size": list(size), "counts": counts})
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -257,11 +248,11 @@ def map_transform(profile: str, *, column: str | None = None, only_new: bool = F
     def geometry_of(batch: Mapping[str, list], i: int) -> Any:
         if annotations is None:
             return batch["geometry"][i]
-        from .annotate import _as_list, _image_size
+        from .annotations import as_list, image_size
 
         img = batch[image_column][i]
-        size = img.size if hasattr(img, "size") and not isinstance(img, dict) else _image_size(img, None)
-        return {"size": size, ann_kind: _as_list(ann_kind, batch[ann_column][i]), **ann}
+        size = img.size if hasattr(img, "size") and not isinstance(img, dict) else image_size(img, None)
+        return {"size": size, ann_kind: as_list(ann_kind, batch[ann_column][i]), **ann}
 
     def transform(batch: Mapping[str, list]) -> dict[str, list]:
         n = len(batch["geometry" if annotations is None else ann_column])

@@ -162,9 +162,9 @@ def _inside(point: Sequence[float], target: Mapping[str, Any]) -> bool | None:
         x1, y1, x2, y2 = target["box"]
         return x1 <= x <= x2 and y1 <= y <= y2
     if target["type"] == "mask":
-        from .maps import _decoded
+        from .annotations import decoded_mask
 
-        m = _decoded(target["rle"]["counts"], tuple(target["rle"]["size"]))
+        m = decoded_mask(target["rle"]["counts"], tuple(target["rle"]["size"]))
         i, j = int(y), int(x)
         return 0 <= i < m.shape[0] and 0 <= j < m.shape[1] and bool(m[i, j])
     if target["type"] == "polygon":
@@ -174,7 +174,7 @@ def _inside(point: Sequence[float], target: Mapping[str, Any]) -> bool | None:
     return None
 
 
-def _target_region(kind: str, item: Any) -> dict:
+def target_region(kind: str, item: Any) -> dict:
     if kind == "polygons":
         return {"type": "polygon", "points": item}
     if kind == "masks":
@@ -200,14 +200,14 @@ def judge(prediction: Any, geometry: Mapping[str, Any]) -> tuple[bool | None, in
     kind = next((k for k in ("points", "polygons", "masks") if k in ann), None)
     if kind is None:
         raise ValueError("the row's geometry records no annotations (not a `linebench maps` row)")
-    regions = [_target_region(kind, item) for item in ann[kind]]
+    regions = [target_region(kind, item) for item in ann[kind]]
     pts = parse_points(prediction, size)
     if not pts:
         return None, 0, 0, len(regions)
     from scipy.optimize import linear_sum_assignment
 
     limit = POINT_DISTANCE * math.hypot(*size)
-    centres = [_centre(t) for t in regions]
+    centres = [centre(t) for t in regions]
     cost = np.array([[math.dist(p, c) for c in centres] for p in pts])
     rows, cols = linear_sum_assignment(cost)
     matched = 0
@@ -217,15 +217,27 @@ def judge(prediction: Any, geometry: Mapping[str, Any]) -> tuple[bool | None, in
     return matched == len(regions) == len(pts), matched, len(pts), len(regions)
 
 
-def _centre(t: Mapping[str, Any]) -> list[float]:
+def centre(t: Mapping[str, Any]) -> list[float]:
     if t["type"] == "rect":
         x1, y1, x2, y2 = t["box"]
         return [(x1 + x2) / 2, (y1 + y2) / 2]
     if t["type"] == "polygon":
         return np.asarray(t["points"], dtype=float).mean(axis=0).tolist()
     if t["type"] == "mask":
-        from .maps import _decoded
+        from .annotations import decoded_mask
 
-        ys, xs = np.nonzero(_decoded(t["rle"]["counts"], tuple(t["rle"]["size"])))
+        ys, xs = np.nonzero(decoded_mask(t["rle"]["counts"], tuple(t["rle"]["size"])))
         return [float(xs.mean()) + 0.5, float(ys.mean()) + 0.5] if len(xs) else [0.0, 0.0]
     return list(t["center"])
+
+
+def answer_text(geometry: dict[str, Any]) -> str:
+    """A row's annotation as the answer text trained on and shown: `[x1, y1, x2, y2]` px for a box,
+    `(x, y), (x, y)` px for points (region centres for polygons and masks). it is read back by
+    `parse_boxes` / `parse_points`, as it reads the formats models emit."""
+    ann = geometry.get("annotations") or {}
+    if "boxes" in ann:
+        return "[" + ", ".join(str(round(v)) for v in ann["boxes"][0]) + "]"
+    kind = next(k for k in ("points", "polygons", "masks") if k in ann)
+    pts = ann[kind] if kind == "points" else [centre(target_region(kind, item)) for item in ann[kind]]
+    return ", ".join(f"({round(x)}, {round(y)})" for x, y in pts)

@@ -371,7 +371,7 @@ def test_judging_boxes_by_iou_and_points_by_matching():
 
 
 def test_score_a_maps_folder(tmp_path):
-    from linebench.annotate import answer_text
+    from linebench.pointing import answer_text
 
     src = tmp_path / "refcoco.parquet"
     _refcoco(src, n=20)
@@ -399,7 +399,7 @@ def test_eval_on_a_maps_folder_against_a_fake_server(tmp_path):
     pytest.importorskip("openai")
     from fake_openai import FakeServer
 
-    from linebench.annotate import answer_text
+    from linebench.pointing import answer_text
 
     src = tmp_path / "refcoco.parquet"
     _refcoco(src, n=12)
