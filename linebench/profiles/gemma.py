@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from ..grids import image_grid, register
+from .base import image_grid, register
 
 
 def _square(canvas, side, cell, **kw):

@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 
 from ..errors import UsageError
-from ..grids import image_grid, register
+from .base import image_grid, register
 
 MAX_IMAGE_SIZE = 4096  # transformers idefics3 / smolvlm image processors: absolute maximum side
 FAKE, GLOBAL = "<fake_token_around_image>", "<global-img>"

@@ -25,7 +25,7 @@ writes `<img>` + `<IMG_CONTEXT>` * 256 * num_tiles + `</img>`: no text between t
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..grids import image_grid, register
+from .base import image_grid, register
 
 TILE, PATCH, DOWNSAMPLE = 448, 14, 2  # tile px, InternViT patch px, 1 / downsample_ratio
 START, END = "<img>", "</img>"

@@ -14,7 +14,7 @@ processor (resize to 336, crop is then a no-op). Every canvas pixel is seen; pad
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..grids import image_grid, register
+from .base import image_grid, register
 
 SIDE, PATCH = 336, 14
 

@@ -50,7 +50,7 @@ import numpy as np
 
 from .. import detmath as dm
 from ..errors import UsageError
-from ..grids import TokenGrid, register
+from .base import TokenGrid, register
 
 # (height, width) pinpoints, from each checkpoint's config.json / preprocessor_config.json
 NEXT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))  # llava-hf/llava-v1.6-*-hf

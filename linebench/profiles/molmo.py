@@ -50,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
-from ..grids import TokenGrid, register
+from .base import TokenGrid, register
 
 PATCH = 14
 MARGINS = (4, 4)  # overlap_margins (left/top, right/bottom), in patches

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from ..errors import UsageError
-from ..grids import image_grid, register
+from .base import image_grid, register
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
