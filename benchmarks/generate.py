@@ -188,7 +188,9 @@ def timed_pool(fn, n: int, workers: int) -> float:
 def breakdown(n: int) -> list[tuple[str, float]]:
     """Milliseconds per row for each stage of `RowMaker.__call__`, then for what the writer adds,
     timed separately in this process."""
-    from linebench.dataset import CHUNK_ROWS, encode_shard, features
+    from linebench.dataset import CHUNK_ROWS
+    from linebench.samples import features
+    from linebench.shards import encode_shard
     from linebench.samples import dumps, scene_maps
 
     maker = RowMaker(RunSpec(TASK, n=n))

@@ -12,35 +12,34 @@ writes a Hub-ready folder: every source column unchanged, plus
 - `attn_<profile>`: the map, flat float32 in the model's token order (image sizes vary per row, so
   the length does too; `attention_map(row, profile).grids()` gives the grids).
 
-The folder is written as `generate` writes one (linebench/dataset.py): a lock, shards written
-atomically by the workers in parallel, a done log with each shard's sha256 for `--resume`,
+The folder is written by linebench.writer, as `generate`'s are: a lock, shards made by the
+workers in parallel and written atomically, a done log with each shard's sha256 for `--resume`,
 `--overwrite` staged beside the old folder, the card and example written before the manifest, the
 manifest last. Presets name the column layouts of PixMo-Points and RefCOCO.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import multiprocessing as mp
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .version import __version__
 from .annotations import BOX_FORMATS, BOX_MODES, COORDS, annotation_geometry, as_list, image_size
-from .dataset import DONE_LOG, _record_done, read_done, write_folder
+from .card import maps_card_files
 from .errors import UsageError
-from .folder import RUN_FILE, expected_shards, sha256_bytes, sha256_file, write_manifest
-from .fsio import atomic_write, check_path_text
+from .folder import MANIFEST, expected_shards, manifest_kind, read_maps_manifest
+from .fsio import check_path_text
 from .grids import canonical_maps, layout
 from .maps import MapParams, attention_map
 from .pointing import answer_text
+from .shards import encode_table
+from .version import __version__
+from .writer import FolderResult, Shard, shard_entries, write_finished, write_folder
 
 KIND = "annotations"
 ANNOTATION_KINDS = ("points", "boxes", "polygons", "masks")
@@ -86,16 +85,44 @@ PRESETS: dict[str, Options] = {
 }
 
 
-@dataclass
-class MapsResult:
-    out: Path
-    rows: int
-    shards: int
-    written: int
-    seconds: float
-    rows_written: int = 0
-    damaged: int = 0
-    splits: dict[str, int] = field(default_factory=dict)
+def options_for(preset: str | None = None, columns: dict[str, str | None] | None = None, size_columns: str | None = None, **changes: Any) -> Options:
+    """The reading options from a preset and explicit settings (what `linebench maps` is given):
+    `columns` maps annotation kinds to a column name (one of them may be set); `changes` sets any
+    other option (None: keep the preset's); `size_columns` is "WIDTH,HEIGHT"."""
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    opts = PRESETS[preset] if preset else Options()
+    given = {k: v for k, v in (columns or {}).items() if v}
+    if len(given) > 1:
+        raise UsageError("name one annotation column: --points-column, --boxes-column, --polygons-column or --masks-column")
+    if given:
+        kind, column = next(iter(given.items()))
+        opts = replace(opts, kind=kind, column=column)
+    elif preset is None:
+        raise UsageError("name the annotation column (--points-column, --boxes-column, --polygons-column or --masks-column) or a --preset")
+    opts = replace(opts, **{k: v for k, v in changes.items() if v is not None})
+    if size_columns is not None:
+        cols = tuple(c.strip() for c in size_columns.split(","))
+        if len(cols) != 2 or not all(cols):
+            raise UsageError(f"--size-columns takes WIDTH,HEIGHT column names, got {size_columns!r}")
+        opts = replace(opts, size_columns=cols)
+    return opts
+
+
+def maps_command(source: str, profiles: tuple[str, ...], opts: Options, split: str | None, map_params: MapParams, shard_size: int) -> str:
+    """The command that remakes a `maps` folder, spelled out (no output path: it says nothing about the data)."""
+    from shlex import quote
+
+    parts = ["linebench maps", quote(source), f"--maps {','.join(profiles)}"]
+    parts += [f"--split {quote(split)}"] if split else []
+    parts += [f"--image-column {quote(opts.image_column)}", f"--{opts.kind}-column {quote(opts.column)}", f"--coords {opts.coords}"]
+    parts += [f"--box-format {opts.box_format} --box-mode {opts.box_mode}"] if opts.kind == "boxes" else []
+    parts += [f"--point-radius {opts.point_radius}"] if opts.kind == "points" and opts.point_radius is not None else []
+    parts += [f"--size-columns {','.join(opts.size_columns)}"] if opts.size_columns else []
+    parts += [f"--{w}-column {quote(c)}" for w, c in (("question", opts.question_column), ("answer", opts.answer_column)) if c]
+    parts.append(map_params.flags())
+    parts.append(f"--shard-size {shard_size}")
+    return " ".join(parts)
 
 
 # --------------------------------------------------------------------------- reading the source
@@ -152,8 +179,6 @@ def row_geometry(row: dict[str, Any], size: tuple[int, int], opts: Options) -> d
 
 
 def is_maps_folder(folder: Path | str) -> bool:
-    from .folder import MANIFEST, manifest_kind
-
     path = Path(folder)
     return path.is_dir() and (path / MANIFEST).is_file() and manifest_kind(path) == "annotations"
 
@@ -163,8 +188,6 @@ def as_rows(ds, folder: Path | str):
     `linebench train`: `question` is the preset's prompt around the question column, `answer` the
     answer column (or the annotation as text, `answer_text`), `task` "grounding-<kind>"; the image
     column becomes `image`. Images are not decoded or re-encoded."""
-    from .folder import read_maps_manifest
-
     m = read_maps_manifest(Path(folder))
     o = m["options"]
     prompt, qcol, acol = o.get("prompt") or "{question}", o.get("question_column"), o.get("answer_column")
@@ -190,9 +213,6 @@ def as_rows(ds, folder: Path | str):
 
 
 # --------------------------------------------------------------------------- the work
-
-
-_W: dict[str, Any] = {}
 
 
 def _rows(split_ds, start: int, stop: int, opts: Options, profiles: tuple[str, ...], params: MapParams, base: Path | None, ident: str):
@@ -238,27 +258,16 @@ def _shard_table(split_ds, start: int, stop: int, opts: Options, profiles, param
     return table.cast(schema)
 
 
-def _work(job: tuple[str, int, int, str]) -> tuple[str, str, int]:
-    split, start, stop, name = job
-    w = _W
-    table = _shard_table(w["splits"][split], start, stop, w["opts"], w["profiles"], w["params"], w["base"], f"{split}", w["schema"])
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, row_group_size=100, compression={f.name: ("none" if f.name == w["opts"].image_column else "zstd") for f in w["schema"]})
-    data = sink.getvalue().to_pybytes()
-    atomic_write(w["target"] / name, data)
-    return name, sha256_bytes(data), len(data)
+def _shard_maker(state: dict[str, Any]) -> Callable[[tuple[str, int, int]], bytes]:
+    """A worker's work function: (split, first row, end row) -> the parquet bytes of that shard."""
+    schema = state["schema"]
 
+    def make(job: tuple[str, int, int]) -> bytes:
+        split, start, stop = job
+        table = _shard_table(state["splits"][split], start, stop, state["opts"], state["profiles"], state["params"], state["base"], split, schema)
+        return encode_table(table, state["opts"].image_column)
 
-def _init(state: dict[str, Any], in_pool: bool = True) -> None:
-    import signal
-
-    from .dataset import _die_with_parent
-
-    if in_pool:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _die_with_parent()
-    _W.update(state)
+    return make
 
 
 def features_for(split_ds, opts: Options, profiles: tuple[str, ...]):
@@ -300,7 +309,7 @@ def add_maps(
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
     command: str | None = None,
-) -> MapsResult:
+) -> FolderResult:
     """Write the source with maps added into `out` (see the module docstring)."""
     t0 = time.perf_counter()
     out = Path(out)
@@ -333,166 +342,40 @@ def add_maps(
     schema = feats.arrow_schema
     run = {"kind": KIND, "source": str(source), "options": opts.to_dict(), "maps": list(profiles), "map_params": map_params.to_dict(),
            "splits": {k: len(v) for k, v in splits.items()}, "shard_size": shard_size}
+    shards = [
+        Shard(name, split_name, rows, ((rows, (split_name, start, start + rows)),))
+        for split_name, ds in splits.items()
+        for name, _, rows, start in _with_starts(expected_shards([{"split": split_name, "n": len(ds)}], shard_size))
+    ]
+
+    def finish(target: Path, digests: dict[str, tuple[str, int]]) -> None:
+        manifest = {
+            "kind": KIND,
+            "linebench_version": __version__,
+            "source": str(source),
+            "command": command or "",
+            "options": opts.to_dict(),
+            "maps": list(profiles),
+            "map_params": map_params.to_dict(),
+            "shard_size": shard_size,
+            "num_rows": sum(s.rows for s in shards),
+            "splits": run["splits"],
+            "shards": shard_entries(shards, digests),
+        }
+        write_finished(target, manifest, maps_card_files(target, manifest, schema))
+
+    state = {"splits": splits, "opts": opts, "profiles": profiles, "params": map_params, "base": base, "schema": schema}
     # the folder discipline of `generate`; a row the options cannot read takes back what this run wrote
     return write_folder(
-        out, run, overwrite, resume,
-        lambda target: _write(target, splits, run, schema, opts, profiles, map_params, base, workers, shard_size, progress, command or "", source, t0),
-        gives_up=UsageError, same=_same_maps_run,
+        out, run, shards, finish, setup=_shard_maker, args=(state,), encode=lambda pieces: pieces[0],
+        workers=workers, overwrite=overwrite, resume=resume, progress=progress, gives_up=UsageError, t0=t0,
     )  # fmt: skip
 
 
-def _same_maps_run(folder: Path, run: dict[str, Any]) -> bool:
-    try:
-        return json.loads((folder / RUN_FILE).read_text()) == run
-    except (OSError, ValueError):
-        return False
-
-
-def _write(target, splits, run, schema, opts, profiles, map_params, base, workers, shard_size, progress, command, source, t0) -> MapsResult:
-    (target / "data").mkdir(parents=True, exist_ok=True)
-    if not (target / RUN_FILE).exists():
-        atomic_write(target / RUN_FILE, json.dumps(run, indent=1, sort_keys=True) + "\n")
-    specs = [{"split": k, "n": len(v)} for k, v in splits.items()]
-    plan = []
-    for s in specs:
-        start = 0
-        for name, _, rows in expected_shards([s], shard_size):
-            plan.append((s["split"], start, start + rows, name))
-            start += rows
-    recorded = read_done(target)
-    digests: dict[str, tuple[str, int]] = {}
-    todo, damaged = [], 0
-    for split_name, start, stop, name in plan:
-        path = target / name
-        sha = sha256_file(path) if name in recorded and path.is_file() else None
-        if sha is not None and sha == recorded[name]:
-            digests[name] = (sha, path.stat().st_size)
-        else:
-            damaged += sha is not None
-            todo.append((split_name, start, stop, name))
-    if damaged:
-        atomic_write(target / DONE_LOG, "".join(f"{digests[n][0]}  {n}\n" for n in digests))
-    total = sum(len(v) for v in splits.values())
-    done = total - sum(e - s for _, s, e, _ in todo)
-    report = progress or (lambda d, t: None)
-    report(done, total)
-    state = {"splits": splits, "opts": opts, "profiles": profiles, "params": map_params, "base": base, "schema": schema, "target": target}
-    made = 0
-    if workers > 1 and len(todo) > 1:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        pool = ctx.Pool(min(workers, len(todo)), initializer=_init, initargs=(state,))
-        try:
-            for name, sha, size in pool.imap_unordered(_work, todo):
-                digests[name] = (sha, size)
-                _record_done(target, name, sha)
-                rows = next(e - s for _, s, e, n in todo if n == name)
-                done += rows
-                made += rows
-                report(done, total)
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
-    else:
-        _init(state, in_pool=False)
-        for job in todo:
-            name, sha, size = _work(job)
-            digests[name] = (sha, size)
-            _record_done(target, name, sha)
-            done += job[2] - job[1]
-            made += job[2] - job[1]
-            report(done, total)
-    shards = [{"path": n, "split": sp, "rows": e - s, "sha256": digests[n][0], "bytes": digests[n][1]} for sp, s, e, n in plan]
-    manifest = {
-        "kind": KIND,
-        "linebench_version": __version__,
-        "source": str(source),
-        "command": command,
-        "options": opts.to_dict(),
-        "maps": list(profiles),
-        "map_params": map_params.to_dict(),
-        "shard_size": shard_size,
-        "num_rows": total,
-        "splits": {k: len(v) for k, v in splits.items()},
-        "shards": shards,
-    }
-    files = _card_files(target, manifest, splits, schema)
-    (target / "assets").mkdir(exist_ok=True)
-    for rel, data in files.items():
-        atomic_write(target / rel, data)
-    manifest["files"] = {rel: {"sha256": sha256_bytes(d), "bytes": len(d)} for rel, d in files.items()}
-    write_manifest(target, manifest)
-    return MapsResult(target, total, len(plan), len(todo), time.perf_counter() - t0, made, damaged, manifest["splits"])
-
-
-def _card_files(folder: Path, manifest: dict[str, Any], splits, schema: pa.Schema) -> dict[str, bytes]:
-    from datasets import Features
-    from datasets.info import DatasetInfo, DatasetInfosDict
-    from huggingface_hub import DatasetCardData
-    from PIL import Image
-
-    first = manifest["shards"][0]
-    image_col = manifest["options"]["image_column"]
-    example = b""
-    names = pq.read_schema(folder / first["path"]).names
-    if image_col in names:
-        value = pq.read_table(folder / first["path"], columns=[image_col]).slice(0, 1).to_pylist()[0][image_col]
-        if isinstance(value, dict) and value.get("bytes"):
-            with Image.open(io.BytesIO(value["bytes"])) as im:
-                buf = io.BytesIO()
-                im.convert("RGB").save(buf, format="PNG")
-                example = buf.getvalue()
-    if not example:  # no image bytes in the rows (--size-columns): a 1x1 placeholder
-        buf = io.BytesIO()
-        Image.new("RGB", (1, 1), (255, 255, 255)).save(buf, format="PNG")
-        example = buf.getvalue()
-    feats = Features.from_arrow_schema(schema)
-    size = sum(s["bytes"] for s in manifest["shards"])
-    data = DatasetCardData(
-        license="other",
-        pretty_name=f"{manifest['source']} with linebench attention maps",
-        task_categories=["visual-question-answering"],
-        tags=["linebench", "visual-grounding", "attention-maps"],
-        configs=[{"config_name": "default", "data_files": [{"split": k, "path": f"data/{k}-*"} for k in manifest["splits"]], "default": True}],
-    )
-    DatasetInfosDict({"default": DatasetInfo(features=feats, download_size=size, dataset_size=size)}).to_dataset_card_data(data)
-    opts = manifest["options"]
-    mp_ = manifest["map_params"]
-    body = f"""
-# {manifest['source']} — with ground-truth attention maps
-
-The rows of `{manifest['source']}` as they are, with exact ground-truth attention maps added by
-[linebench](https://github.com/linebench/linebench) {__version__} for training with the KL attention
-loss (KLAL) of *Direct Visual Grounding by Directing Attention of Visual Tokens* (Esmaeilkhani &
-Latecki). **The source dataset's licence and terms apply to these rows.**
-
-![example](assets/example.png)
-
-## Columns added
-
-| column | type | meaning |
-|---|---|---|
-| `geometry` | string | JSON `{{"canvas": [w, h], "targets": [...]}}`: the map targets in image px |
-| `params` | string | JSON: the map levels and how the annotations were read |
-""" + "".join(f"| `attn_{p}` | list<float32> | map over `{p}`'s visual tokens in token order; sums to 1 |\n" for p in manifest["maps"]) + f"""
-Annotations: column `{opts['column']}` ({opts['kind']}), coordinates `{opts['coords']}`, box format
-`{opts['box_format']}`, box mode `{opts['box_mode']}`. Map levels: target {mp_['target']}, neighbour
-{mp_['neighbour']} (radius {mp_['radius']}), floor {mp_['floor']}.
-
-```python
-from datasets import load_dataset
-from linebench import attention_map
-row = load_dataset("path/or/repo-id", split="{next(iter(manifest['splits']))}")[0]
-m = attention_map(row, "qwen2.5-vl")   # the same map for any profile, from `geometry`
-```
-
-Made with:
-
-```
-{manifest['command']}
-```
-"""
-    card = f"---\n{data.to_yaml()}\n---\n{body}"
-    return {"README.md": card.encode("utf-8"), "assets/example.png": example}
+def _with_starts(shards: list[tuple[str, str, int]]) -> list[tuple[str, str, int, int]]:
+    """(path, split, rows) of a split's shards -> (path, split, rows, first row)."""
+    out, start = [], 0
+    for name, split, rows in shards:
+        out.append((name, split, rows, start))
+        start += rows
+    return out

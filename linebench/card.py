@@ -1,4 +1,5 @@
-"""The dataset card (README.md): YAML the Hub reads + a body people read, from one source.
+"""The dataset cards (README.md): YAML the Hub reads + a body people read, from one source, for
+both kinds of folder: generated rows (`card_files`) and a real dataset with maps (`maps_card_files`).
 
 The YAML `configs` and `dataset_info.features` come from the same `Features` the shards carry,
 through huggingface_hub's `DatasetCardData` and datasets' `DatasetInfosDict`; nothing is written
@@ -14,7 +15,8 @@ from typing import Any, Sequence
 import pyarrow.parquet as pq
 
 from .version import __version__
-from .samples import RunSpec
+from .folder import read_manifest
+from .samples import RunSpec, column_help, features
 from .tasks import get_task
 
 PAPER_BIBTEX = """@article{esmaeilkhani2025klal,
@@ -31,22 +33,6 @@ SOFTWARE_BIBTEX = f"""@software{{linebench,
   version = {{{__version__}}},
   year    = {{2026}}
 }}"""
-
-BASE_FIELDS = {
-    "id": "unique, stable id: `<task>-<split>-s<base seed>-<index>`",
-    "image": "the picture (PNG, RGB, canvas size)",
-    "question": "the question, answerable from the picture alone",
-    "answer": "the exact answer, computed from the geometry",
-    "task": "task name",
-    "split": "split name",
-    "index": "position of the sample in its split",
-    "seed": "the sample's own seed; with `params` it regenerates the row",
-    "generator_version": "version of the generator that made the row (`core<N>-<task><M>`)",
-    "difficulty": "difficulty level the sample was drawn at",
-    "attempts": "scenes drawn until one passed the audit",
-    "params": "JSON: every parameter used (resolved knobs, audit thresholds, canvas, maps, base seed)",
-    "geometry": "JSON: the exact scene (see docs/schema.md) incl. the attention-map targets",
-}
 
 
 def _size_category(n: int) -> str:
@@ -98,8 +84,6 @@ def card_files(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[str
 
 def card_for_folder(folder: Path, repo_id: str | None = None) -> str:
     """The card of a finished folder, rebuilt from its manifest (e.g. naming the Hub repo it goes to)."""
-    from .dataset import features, read_manifest
-
     manifest = read_manifest(folder)
     specs = [RunSpec.from_dict(d) for d in manifest["specs"]]
     return render_card(folder, specs, features(specs[0]), manifest, repo_id)
@@ -148,7 +132,7 @@ def render_card(folder: Path, specs: Sequence[RunSpec], feats, manifest: dict[st
         pick = f'''
 ds = load_dataset("{where}", "{config}", split="{spec.split}"{pin})   # exactly this release'''
 
-    task_fields = {c.name: c.help for c in task.columns}
+    helps = column_help(task)
     rows = []
     for name, feat in feats.items():
         if isinstance(feat, Array2D):
@@ -157,7 +141,7 @@ ds = load_dataset("{where}", "{config}", split="{spec.split}"{pin})   # exactly 
             desc = f"ground-truth attention map P(S) over the `{name[5:]}` {what}; sums to 1"
         else:
             kind = "Image" if isinstance(feat, Image) else feat.dtype
-            desc = task_fields.get(name) or BASE_FIELDS.get(name, "")
+            desc = helps.get(name, "")
         rows.append(f"| `{name}` | {kind} | {desc} |")
     mp_ = spec.map_params
     certify = ""
@@ -251,3 +235,79 @@ The data is released under CC-BY-4.0; the linebench code under Apache-2.0.
 ```
 """
     return f"---\n{data.to_yaml()}\n---\n{body}"
+
+
+def maps_card_files(folder: Path, manifest: dict[str, Any], schema) -> dict[str, bytes]:
+    """The card and example of a `linebench maps` folder (the source's rows with maps added): the
+    first row's image as PNG (a 1x1 placeholder when rows carry no image bytes), and a card whose
+    YAML features come from the shards' Arrow `schema`."""
+    import io
+
+    from datasets import Features
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+    from PIL import Image
+
+    first = manifest["shards"][0]
+    image_col = manifest["options"]["image_column"]
+    example = b""
+    names = pq.read_schema(folder / first["path"]).names
+    if image_col in names:
+        value = pq.read_table(folder / first["path"], columns=[image_col]).slice(0, 1).to_pylist()[0][image_col]
+        if isinstance(value, dict) and value.get("bytes"):
+            with Image.open(io.BytesIO(value["bytes"])) as im:
+                buf = io.BytesIO()
+                im.convert("RGB").save(buf, format="PNG")
+                example = buf.getvalue()
+    if not example:  # no image bytes in the rows (--size-columns): a 1x1 placeholder
+        buf = io.BytesIO()
+        Image.new("RGB", (1, 1), (255, 255, 255)).save(buf, format="PNG")
+        example = buf.getvalue()
+    feats = Features.from_arrow_schema(schema)
+    size = sum(s["bytes"] for s in manifest["shards"])
+    data = DatasetCardData(
+        license="other",
+        pretty_name=f"{manifest['source']} with linebench attention maps",
+        task_categories=["visual-question-answering"],
+        tags=["linebench", "visual-grounding", "attention-maps"],
+        configs=[{"config_name": "default", "data_files": [{"split": k, "path": f"data/{k}-*"} for k in manifest["splits"]], "default": True}],
+    )
+    DatasetInfosDict({"default": DatasetInfo(features=feats, download_size=size, dataset_size=size)}).to_dataset_card_data(data)
+    opts = manifest["options"]
+    mp_ = manifest["map_params"]
+    body = f"""
+# {manifest['source']} — with ground-truth attention maps
+
+The rows of `{manifest['source']}` as they are, with exact ground-truth attention maps added by
+[linebench](https://github.com/linebench/linebench) {__version__} for training with the KL attention
+loss (KLAL) of *Direct Visual Grounding by Directing Attention of Visual Tokens* (Esmaeilkhani &
+Latecki). **The source dataset's licence and terms apply to these rows.**
+
+![example](assets/example.png)
+
+## Columns added
+
+| column | type | meaning |
+|---|---|---|
+| `geometry` | string | JSON `{{"canvas": [w, h], "targets": [...]}}`: the map targets in image px |
+| `params` | string | JSON: the map levels and how the annotations were read |
+""" + "".join(f"| `attn_{p}` | list<float32> | map over `{p}`'s visual tokens in token order; sums to 1 |\n" for p in manifest["maps"]) + f"""
+Annotations: column `{opts['column']}` ({opts['kind']}), coordinates `{opts['coords']}`, box format
+`{opts['box_format']}`, box mode `{opts['box_mode']}`. Map levels: target {mp_['target']}, neighbour
+{mp_['neighbour']} (radius {mp_['radius']}), floor {mp_['floor']}.
+
+```python
+from datasets import load_dataset
+from linebench import attention_map
+row = load_dataset("path/or/repo-id", split="{next(iter(manifest['splits']))}")[0]
+m = attention_map(row, "qwen2.5-vl")   # the same map for any profile, from `geometry`
+```
+
+Made with:
+
+```
+{manifest['command']}
+```
+"""
+    card = f"---\n{data.to_yaml()}\n---\n{body}"
+    return {"README.md": card.encode("utf-8"), "assets/example.png": example}

@@ -1,16 +1,19 @@
-"""A dataset folder's two bookkeeping files, read through one validating reader each.
+"""A dataset folder's names and bookkeeping files, each read through one validating reader.
 
-- `manifest.json` (written last by `generate`): version, command, specs, counts, the sha256 of
-  every shard, and (`files`) the sha256 of every other file the folder publishes: README.md and
-  assets/example.png.
-- `.linebench-run.json` (written first): the run's arguments, and the sha256 of each shard as it
-  is finished, so `--resume` keeps only shards whose bytes are the ones it wrote.
+- `manifest.json` (written last by `generate`, `merge`, `maps`): version, command, specs, counts,
+  the sha256 of every shard, and (`files`) the sha256 of every other file the folder publishes:
+  README.md and assets/example.png.
+- `.linebench-run.json` (written first): the run's arguments, so `--resume` continues only the
+  same run; `.linebench-done`: the sha256 of each shard as it is finished, so `--resume` keeps only
+  shards whose bytes are the ones it wrote; `.linebench-part.json`: a finished part of a run
+  (`generate --part K/N`), for `merge`.
+
+Writing them is linebench.writer's; checking what they say against this linebench (the shard list
+the specs imply, the command, the generator) is linebench.verify's (`manifest_problems`).
 
 A folder is untrusted input (it may have been downloaded): every value is type-checked, every
 path must be a plain `data/<name>.parquet` inside the folder, and a damaged file is one line
-(`UsageError`), never a traceback. `manifest_problems` then says whether the manifest is
-consistent with itself (the shard list the specs imply, the row counts, the command, the
-generator) — what `verify` reports and `push` refuses.
+(`UsageError`), never a traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from .errors import UsageError
 
 RUN_FILE = ".linebench-run.json"
 MANIFEST = "manifest.json"
+LOCK = ".linebench-lock"  # the run's exclusive lock (holds the holder's pid while it runs)
+DONE_LOG = ".linebench-done"  # `sha256  path` per finished shard (sha256sum format), appended
+STAGING = ".linebench-staging"  # an --overwrite run builds the new dataset here, then swaps it in
+PART_FILE = ".linebench-part.json"  # a finished part of a run (--part K/N): its run and its shards' sha256
 CARD = "README.md"
 EXAMPLE = "assets/example.png"
 PUBLISHED = (CARD, EXAMPLE)  # files besides the shards that the manifest's `files` covers
@@ -46,7 +53,7 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_json(path: Path, what: str, hint: str) -> Any:
+def read_json(path: Path, what: str, hint: str) -> Any:
     if not path.exists() and not path.is_symlink():
         raise FileNotFoundError(path)
     if not path.is_file():
@@ -63,7 +70,7 @@ def _read_json(path: Path, what: str, hint: str) -> Any:
         raise UsageError(f"{path} is damaged (not valid JSON: {str(e)[:80]}){hint}") from None
 
 
-class _Check:
+class Check:
     """Type checks with one-line messages naming the file and the field."""
 
     def __init__(self, path: Path, hint: str):
@@ -103,7 +110,7 @@ class _Check:
         return v
 
 
-def _check_specs(c: _Check, specs: Any) -> list[dict[str, Any]]:
+def check_specs(c: Check, specs: Any) -> list[dict[str, Any]]:
     if not isinstance(specs, list) or not specs:
         raise c.fail("specs", "a non-empty list", specs)
     for i, s in enumerate(specs):
@@ -127,7 +134,7 @@ def _check_specs(c: _Check, specs: Any) -> list[dict[str, Any]]:
 def _load_manifest(folder: Path, hint: str, what: str = "linebench dataset") -> Any:
     """The parsed manifest.json of `folder` (not yet validated), or a one-line UsageError."""
     try:
-        return _read_json(Path(folder) / MANIFEST, "a JSON manifest", hint)
+        return read_json(Path(folder) / MANIFEST, "a JSON manifest", hint)
     except FileNotFoundError:
         raise UsageError(f"{folder} has no {MANIFEST}: not a finished {what} (an interrupted run? use --resume)") from None
 
@@ -143,13 +150,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             f"{folder} holds a dataset with maps added by `linebench maps`; this command reads folders made by "
             "`linebench generate` (load it with datasets.load_dataset, maps with linebench.attention_map)"
         )
-    c = _Check(path, hint)
+    c = Check(path, hint)
     c.obj(d, "the manifest", ("generator_version", "task", "command", "specs", "shard_size", "num_rows", "splits", "shards"))
     for key in ("generator_version", "task", "command"):
         c.str(d[key], key)
     c.int(d["shard_size"], "shard_size", 1)
     c.int(d["num_rows"], "num_rows", 1)
-    _check_specs(c, d["specs"])
+    check_specs(c, d["specs"])
     if not isinstance(d["splits"], dict) or not d["splits"]:
         raise c.fail("splits", "an object {split: rows}", d["splits"])
     for k, v in d["splits"].items():
@@ -158,7 +165,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return d
 
 
-def _check_shards(c: _Check, d: dict[str, Any]) -> None:
+def _check_shards(c: Check, d: dict[str, Any]) -> None:
     """The shard list and the `files` entry, shared by both kinds of manifest."""
     if not isinstance(d["shards"], list):
         raise c.fail("shards", "a list", d["shards"])
@@ -191,7 +198,7 @@ def read_maps_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     hint = "; make the folder again with `linebench maps`"
     d = _load_manifest(folder, hint, "`linebench maps` folder")
-    c = _Check(path, hint)
+    c = Check(path, hint)
     c.obj(d, "the manifest", ("kind", "source", "command", "options", "maps", "map_params", "shard_size", "num_rows", "splits", "shards"))
     if d["kind"] != "annotations":
         raise c.fail("kind", '"annotations"', d["kind"])
@@ -206,16 +213,19 @@ def read_maps_manifest(folder: Path) -> dict[str, Any]:
 
 
 def read_run_file(folder: Path) -> dict[str, Any] | None:
-    """The run file of a folder (None if there is none), validated."""
+    """The run file of a folder (None if there is none), validated (a `maps` run's: its keys)."""
     path = Path(folder) / RUN_FILE
     hint = "; start the run again with --overwrite"
     try:
-        d = _read_json(path, "the run file", hint)
+        d = read_json(path, "the run file", hint)
     except FileNotFoundError:
         return None
-    c = _Check(path, hint)
+    c = Check(path, hint)
+    if isinstance(d, dict) and d.get("kind") == "annotations":  # `linebench maps`
+        c.obj(d, "the run file", ("source", "options", "maps", "map_params", "splits", "shard_size"))
+        return d
     c.obj(d, "the run file", ("specs", "shard_size", "generator_version"))
-    _check_specs(c, d["specs"])
+    check_specs(c, d["specs"])
     c.int(d["shard_size"], "shard_size", 1)
     c.str(d["generator_version"], "generator_version")
     done = d.get("done", {})
@@ -251,63 +261,40 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
     atomic_write(Path(folder) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-def manifest_problems(manifest: Mapping[str, Any], *, generator: bool = True) -> list[str]:
-    """Ways a (structurally valid) manifest contradicts itself or this linebench; empty if none.
-    `generator=False` skips the check that this linebench's generator made it (push does not
-    re-render, so it may publish a folder an older linebench made)."""
-    from .dataset import canonical_command
-    from .samples import RunSpec, generator_version
-    from .tasks import get_task
-
-    problems: list[str] = []
-    task = manifest["task"]
-    specs = manifest["specs"]
-    if any(s["task"] != task for s in specs):
-        problems.append(f"specs name another task than the manifest's {task!r}")
-    splits = [s["split"] for s in specs]
-    if len(set(splits)) != len(splits):
-        problems.append(f"a split appears twice in specs: {', '.join(splits)}")
-    if manifest["splits"] != {s["split"]: s["n"] for s in specs}:
-        problems.append(f"splits {manifest['splits']} disagree with the specs' row counts")
-    if manifest["num_rows"] != sum(s["n"] for s in specs):
-        problems.append(f"num_rows is {manifest['num_rows']}, the specs add up to {sum(s['n'] for s in specs)}")
-    want = expected_shards(specs, manifest["shard_size"])
-    have = [(s["path"], s["split"], s["rows"]) for s in manifest["shards"]]
-    if have != want:
-        if not have:
-            problems.append(f"the shard list is empty; the specs imply {len(want)} shard(s)")
-        elif len(have) != len(want):
-            problems.append(f"the shard list has {len(have)} shard(s); the specs imply {len(want)}")
-        else:
-            first = next(i for i, (a, b) in enumerate(zip(have, want)) if a != b)
-            problems.append(f"shard {first} is listed as {have[first]}, the specs imply {want[first]}")
+def read_done(folder: Path) -> dict[str, str]:
+    """Shard path -> sha256 of the shards the run recorded as finished (a torn last line is ignored)."""
     try:
-        t = get_task(task)
-        runs = [RunSpec.from_dict(s) for s in specs]
-    except (UsageError, KeyError, TypeError, ValueError) as e:
-        return problems + [f"the specs cannot be read by this linebench ({e})"]
-    current = generator_version(t)
-    if generator and manifest["generator_version"] != current:
-        problems.append(
-            f"made by generator {manifest['generator_version']}; this linebench's is {current}, "
-            "so its rows cannot be re-rendered here (install the linebench that made it)"
-        )
-    command = manifest["command"]
-    if command.startswith("linebench generate --spec "):
-        name = command[len("linebench generate --spec "):]
-        if "/" in name or "\\" in name or not name or "\n" in name:
-            problems.append(f"command {command!r} names a path, not a release")
-        else:
-            from .release import official_dirs
+        text = (Path(folder) / DONE_LOG).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    done = {}
+    for line in text.splitlines():
+        sha, _, path = line.partition("  ")
+        if len(sha) == 64 and path.startswith("data/") and path.endswith(".parquet"):
+            done[path] = sha
+    return done
 
-            official = [d / f"{name}.toml" for d in official_dirs() if (d / f"{name}.toml").is_file()]
-            if official:
-                from .release import load_release, same_specs
 
-                if not same_specs(manifest, load_release(str(official[0]))):
-                    problems.append(f"command says official release {name!r}, but the specs differ from it")
-    elif command != "\n".join(canonical_command(r, manifest["shard_size"]) for r in runs):
-        problems.append("command is not the command that makes these specs")
-    if "files" not in manifest:
-        problems.append(f"the manifest records no checksum of {' or '.join(PUBLISHED)} (made by an older linebench): regenerate it")
-    return problems
+def read_part(folder: Path) -> dict[str, Any]:
+    """The part file of a finished part of a run (`generate --part K/N`), validated."""
+    path = Path(folder) / PART_FILE
+    hint = "; make the part again (the same command with --overwrite)"
+    if not Path(folder).is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    try:
+        d = read_json(path, "a part file", hint)
+    except FileNotFoundError:
+        why_ = " (an unfinished part: run its command again with --resume)" if (Path(folder) / RUN_FILE).exists() else ""
+        raise UsageError(f"{folder} is not a finished part of a run: it has no {PART_FILE}{why_}") from None
+    c = Check(path, hint)
+    c.obj(d, "the part file", ("specs", "shard_size", "generator_version", "part", "command", "shards"))
+    check_specs(c, d["specs"])
+    c.int(d["shard_size"], "shard_size", 1)
+    if not (isinstance(d["part"], list) and len(d["part"]) == 2 and all(type(v) is int for v in d["part"])):
+        raise c.fail("part", "[K, N]", d["part"])
+    c.obj(d["shards"], "shards", ())
+    for name, entry in d["shards"].items():
+        c.shard_path(name, "a shard's path")
+        c.obj(entry, f"shards.{name}", ("sha256", "bytes"))
+        c.hex(entry["sha256"], f"shards.{name}.sha256")
+    return d

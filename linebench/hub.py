@@ -25,13 +25,13 @@ from .folder import (
     MANIFEST,
     inside,
     manifest_kind,
-    manifest_problems,
     read_manifest,
     read_maps_manifest,
     sha256_bytes,
     sha256_file,
     write_manifest,
 )
+from .verify import manifest_problems
 
 REPO_TYPE = "dataset"
 REMOTE_OWNED = ["data/*", "assets/*"]  # remote files here that the release does not list are deleted

@@ -52,6 +52,10 @@ class MapParams:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def flags(self) -> str:
+        """These levels as the CLI's options (in the commands the manifests and cards record)."""
+        return f"--map-target {self.target} --map-neighbour {self.neighbour} --map-floor {self.floor} --map-radius {self.radius}"
+
 
 def _prepare(grid: TokenGrid, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The grid's edges clipped to the canvas (a token's cell counts only the part of it that shows

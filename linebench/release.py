@@ -48,7 +48,7 @@ from .errors import UsageError
 from .grids import canonical_maps, default_maps
 from .maps import MapParams
 from .samples import SPLITS, RunSpec
-from .tasks import ParamSpec, get_task, parse_value
+from .tasks import ParamSpec, get_task, knob_text, parse_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,7 +127,7 @@ def load_release(text: str) -> Release:
             raise UsageError(f"{where} task {task.name!r} has no knob {name!r}")
         if isinstance(value, list) and len(value) != 2:
             raise UsageError(f"{where} knobs.{name}: a range is [lo, hi], got {value!r}")
-        knobs[name] = parse_value(by_name[name], value if isinstance(value, str) else _knob_text(value))
+        knobs[name] = parse_value(by_name[name], value if isinstance(value, str) else knob_text(value))
     splits = {}
     for split, s in d["splits"].items():
         if split not in SPLITS:
@@ -162,12 +162,6 @@ def load_release(text: str) -> Release:
         )
     except (TypeError, ValueError) as e:
         raise UsageError(f"{where} {e}") from None
-
-
-def _knob_text(value: Any) -> str:
-    if isinstance(value, list):
-        return f"{value[0]}..{value[1]}"
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # --------------------------------------------------------------------------- content digests

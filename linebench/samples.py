@@ -23,6 +23,61 @@ from .tasks import STRATIFIED, ParamSpec, Scene, Task, get_task, levels_for, res
 SPLITS = ("train", "validation", "test", "ood")
 
 
+# --------------------------------------------------------------------------- the row's schema
+
+
+@dataclass(frozen=True)
+class Field:
+    """A column every generated row has (a task's own are `tasks.Column`s)."""
+
+    name: str
+    kind: str  # a `datasets.Value` dtype, or "image"
+    help: str  # what the dataset card says about it
+
+
+# The columns of every generated row, in order: HEAD, then the task's own (`Task.columns`), then
+# TAIL, then one `attn_<profile>` map per profile. `features` turns them into the `datasets.Features`
+# the shards and the card carry; `RowMaker` fills them. docs/schema.md documents the same contract.
+HEAD_COLUMNS = (
+    Field("id", "string", "unique, stable id: `<task>-<split>-s<base seed>-<index>`"),
+    Field("image", "image", "the picture (PNG, RGB, canvas size)"),
+    Field("question", "string", "the question, answerable from the picture alone"),
+    Field("answer", "string", "the exact answer, computed from the geometry"),
+    Field("task", "string", "task name"),
+    Field("split", "string", "split name"),
+    Field("index", "int64", "position of the sample in its split"),
+    Field("seed", "int64", "the sample's own seed; with `params` it regenerates the row"),
+    Field("generator_version", "string", "version of the generator that made the row (`core<N>-<task><M>`)"),
+    Field("difficulty", "string", "difficulty level the sample was drawn at"),
+)
+TAIL_COLUMNS = (
+    Field("attempts", "int32", "scenes drawn until one passed the audit"),
+    Field("params", "string", "JSON: every parameter used (resolved knobs, audit thresholds, canvas, maps, base seed)"),
+    Field("geometry", "string", "JSON: the exact scene (see docs/schema.md) incl. the attention-map targets"),
+)
+_PY_TO_VALUE = {int: "int32", float: "float32", bool: "bool", str: "string"}  # a task column's Python type -> dtype
+
+
+def features(spec: "RunSpec"):
+    """The `datasets.Features` of a run's rows: declared once, stored in the shards and the card."""
+    from datasets import Array2D, Features, Image, Value
+
+    from .grids import grid_shape
+
+    cols: dict[str, Any] = {c.name: Image() if c.kind == "image" else Value(c.kind) for c in HEAD_COLUMNS}
+    for c in get_task(spec.task).columns:
+        cols[c.name] = Value(_PY_TO_VALUE[c.kind])
+    cols.update({c.name: Value(c.kind) for c in TAIL_COLUMNS})
+    for name in spec.maps:
+        cols[f"attn_{name}"] = Array2D(grid_shape(name, spec.params.canvas), "float32")
+    return Features(cols)
+
+
+def column_help(task: Task) -> dict[str, str]:
+    """Column name -> what the card says about it (the maps' columns are described by the card)."""
+    return {c.name: c.help for c in (*HEAD_COLUMNS, *task.columns, *TAIL_COLUMNS)}
+
+
 def _key(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 

@@ -33,8 +33,7 @@ import pyarrow.parquet as pq
 
 from .version import __version__
 from .answers import MAX_TEXT, PARSERS, is_correct, parse_many
-from .dataset import MANIFEST, RUN_FILE, read_manifest
-from .folder import manifest_kind, read_maps_manifest
+from .folder import MANIFEST, RUN_FILE, manifest_kind, read_maps_manifest, read_manifest
 from .pointing import judge
 from .errors import UsageError
 from .tasks import get_task

@@ -103,6 +103,13 @@ def get_task(name: str) -> Task:
 # --------------------------------------------------------------------------- parameters
 
 
+def knob_text(value: Any) -> str:
+    """A knob value as `--knob` text, the inverse of `parse_value`: 3, 2..5, true, 0.5."""
+    if isinstance(value, (list, tuple)):
+        return f"{value[0]}..{value[1]}"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def parse_value(knob: Knob, text: str) -> Any:
     """`--knob` text -> a knob value: '3', '2..5', 'true', '0.5'."""
     text = text.strip()

@@ -2,7 +2,7 @@
 rebuild rows from the run's own arguments.
 
 What is checked (a folder is untrusted input: it may have been downloaded or edited):
-- the manifest is well-formed and consistent with itself (`folder.manifest_problems`): the
+- the manifest is well-formed and consistent with itself (`manifest_problems`): the
   shard list the specs imply, the row counts, the command, the generator version;
 - every published file matches its recorded sha256: the shards, README.md, assets/example.png;
   the example is the first row's picture; `data/` holds nothing the manifest does not list;
@@ -18,16 +18,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import UsageError
-from .folder import EXAMPLE, PUBLISHED, inside, manifest_problems, read_manifest, sha256_file
+from .dataset import canonical_command
+from .folder import EXAMPLE, PUBLISHED, expected_shards, inside, read_manifest, sha256_file
+from .release import check_release, layout_problems, load_release, official_dirs, same_specs, split_digests
+from .release import write_checksums as write_release_checksums
 from .render import pixel_difference, renderer
-from .samples import RowMaker, RunSpec, row_seed
+from .samples import RowMaker, RunSpec, generator_version, row_seed
+from .tasks import get_task
 
 IDENTITY = ("id", "index", "split", "task", "seed", "difficulty", "generator_version")
 
@@ -44,6 +48,60 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def manifest_problems(manifest: Mapping[str, Any], *, generator: bool = True) -> list[str]:
+    """Ways a (structurally valid) manifest contradicts itself or this linebench; empty if none.
+    `generator=False` skips the check that this linebench's generator made it (push does not
+    re-render, so it may publish a folder an older linebench made)."""
+    problems: list[str] = []
+    task = manifest["task"]
+    specs = manifest["specs"]
+    if any(s["task"] != task for s in specs):
+        problems.append(f"specs name another task than the manifest's {task!r}")
+    splits = [s["split"] for s in specs]
+    if len(set(splits)) != len(splits):
+        problems.append(f"a split appears twice in specs: {', '.join(splits)}")
+    if manifest["splits"] != {s["split"]: s["n"] for s in specs}:
+        problems.append(f"splits {manifest['splits']} disagree with the specs' row counts")
+    if manifest["num_rows"] != sum(s["n"] for s in specs):
+        problems.append(f"num_rows is {manifest['num_rows']}, the specs add up to {sum(s['n'] for s in specs)}")
+    want = expected_shards(specs, manifest["shard_size"])
+    have = [(s["path"], s["split"], s["rows"]) for s in manifest["shards"]]
+    if have != want:
+        if not have:
+            problems.append(f"the shard list is empty; the specs imply {len(want)} shard(s)")
+        elif len(have) != len(want):
+            problems.append(f"the shard list has {len(have)} shard(s); the specs imply {len(want)}")
+        else:
+            first = next(i for i, (a, b) in enumerate(zip(have, want)) if a != b)
+            problems.append(f"shard {first} is listed as {have[first]}, the specs imply {want[first]}")
+    try:
+        t = get_task(task)
+        runs = [RunSpec.from_dict(s) for s in specs]
+    except (UsageError, KeyError, TypeError, ValueError) as e:
+        return problems + [f"the specs cannot be read by this linebench ({e})"]
+    current = generator_version(t)
+    if generator and manifest["generator_version"] != current:
+        problems.append(
+            f"made by generator {manifest['generator_version']}; this linebench's is {current}, "
+            "so its rows cannot be re-rendered here (install the linebench that made it)"
+        )
+    command = manifest["command"]
+    if command.startswith("linebench generate --spec "):
+        name = command[len("linebench generate --spec "):]
+        if "/" in name or "\\" in name or not name or "\n" in name:
+            problems.append(f"command {command!r} names a path, not a release")
+        else:
+            official = [d / f"{name}.toml" for d in official_dirs() if (d / f"{name}.toml").is_file()]
+            if official:
+                if not same_specs(manifest, load_release(str(official[0]))):
+                    problems.append(f"command says official release {name!r}, but the specs differ from it")
+    elif command != "\n".join(canonical_command(r, manifest["shard_size"]) for r in runs):
+        problems.append("command is not the command that makes these specs")
+    if "files" not in manifest:
+        problems.append(f"the manifest records no checksum of {' or '.join(PUBLISHED)} (made by an older linebench): regenerate it")
+    return problems
 
 
 def _rows_to_check(total: int, sample: int, all_rows: bool) -> set[int]:
@@ -100,6 +158,21 @@ def verify(
         else:
             report.problems.append(f"{line} ({here}, the renderer that made the folder{'' if made_by else ' (unrecorded)'})")
     return report
+
+
+def certify(folder: Path, release, report: VerifyReport, *, write_checksums: bool = False) -> None:
+    """Check a verified folder against a release spec's content checksums (its problems and notes
+    go into `report`); with `write_checksums`, write this folder's checksums into the spec instead,
+    if the folder has the release's layout and passed every check."""
+    manifest = read_manifest(folder)
+    if write_checksums:
+        report.problems.extend(layout_problems(folder, manifest, release))
+        if report.ok:
+            write_release_checksums(release, manifest["generator_version"], split_digests(folder, manifest))
+        return
+    problems, notes = check_release(folder, manifest, release)
+    report.problems.extend(problems)
+    report.notes.extend(notes)
 
 
 def image_line(diffs: list[tuple[str, int, int]], checked: int) -> str:

@@ -186,19 +186,19 @@ def test_score_writes_through_devices_and_symlinks_and_honours_the_umask(small_d
 
 
 def test_a_full_disk_is_one_line_and_leaves_no_folder_that_passes(tmp_path, monkeypatch):
-    from linebench import dataset
+    from linebench import writer
     from linebench.dataset import generate
     from linebench.samples import RunSpec
     from linebench.verify import verify
 
-    real = dataset.atomic_write
+    real = writer.atomic_write
 
     def full(path, data, **kw):
         if Path(path).name == "README.md":
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, data, **kw)
 
-    monkeypatch.setattr(dataset, "atomic_write", full)
+    monkeypatch.setattr(writer, "atomic_write", full)
     out = tmp_path / "full"
     spec = RunSpec("tracing", n=20, seed=1)
     with pytest.raises(UsageError, match="no space left") as e:
@@ -208,7 +208,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_folder_that_passes(tmp_path, monk
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
     with pytest.raises(UsageError, match="no manifest.json"):
         verify(out)
-    monkeypatch.setattr(dataset, "atomic_write", real)
+    monkeypatch.setattr(writer, "atomic_write", real)
     result = generate(spec, out, shard_size=10, resume=True)  # room made: --resume finishes it
     assert result.written == 0 and verify(out, all_rows=True).ok
 

@@ -265,7 +265,7 @@ def test_an_interrupted_run_keeps_only_a_complete_checkpoint(ctx, tmp_path, monk
 
 
 def test_a_second_run_into_a_locked_folder_is_one_line(ctx, tmp_path):
-    from linebench.dataset import FolderLock
+    from linebench.writer import FolderLock
 
     out = tmp_path / "run"
     out.mkdir()

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..dataset import LOCK, locked_output
+from ..folder import LOCK
+from ..writer import locked_output
 from ..errors import Interrupted, UsageError
 from ..fsio import atomic_write, check_path_text, write_error
 from ..score import MAX_LINE, parse_line, storable_prediction

@@ -587,7 +587,7 @@ def train(opts: TrainOptions, command: str = "linebench train", log: Callable[[s
     import torch
     from accelerate import PartialState
 
-    from ..dataset import locked_output
+    from ..writer import locked_output
     from .capture import QUERIES
 
     if opts.query not in QUERIES:

@@ -1,0 +1,5 @@
+"""`python -m linebench.cli`: the console script."""
+
+from . import run
+
+run()
