@@ -33,13 +33,12 @@ from .annotations import BOX_FORMATS, BOX_MODES, COORDS, annotation_geometry, as
 from .card import maps_card_files
 from .errors import UsageError
 from .folder import MANIFEST, expected_shards, manifest_kind, read_maps_manifest
-from .fsio import check_path_text
 from .grids import canonical_maps, layout
 from .maps import MapParams, attention_map
 from .pointing import answer_text
 from .shards import encode_table
 from .version import __version__
-from .writer import FolderResult, Shard, shard_entries, write_finished, write_folder
+from .writer import FolderResult, Shard, check_options, shard_entries, write_finished, write_folder
 
 KIND = "annotations"
 ANNOTATION_KINDS = ("points", "boxes", "polygons", "masks")
@@ -312,14 +311,7 @@ def add_maps(
 ) -> FolderResult:
     """Write the source with maps added into `out` (see the module docstring)."""
     t0 = time.perf_counter()
-    out = Path(out)
-    check_path_text(out, "--out")
-    if overwrite and resume:
-        raise UsageError("--overwrite and --resume exclude each other")
-    if type(shard_size) is not int or shard_size <= 0:
-        raise UsageError(f"--shard-size must be positive, got {shard_size}")
-    if workers <= 0:
-        raise UsageError(f"--workers must be positive, got {workers}")
+    out = check_options(out, shard_size=shard_size, workers=workers, overwrite=overwrite, resume=resume)
     if opts.kind not in ANNOTATION_KINDS:
         raise UsageError(f"the annotation kind must be one of {', '.join(ANNOTATION_KINDS)}, got {opts.kind!r}")
     for value, allowed, what in ((opts.coords, COORDS, "--coords"), (opts.box_format, BOX_FORMATS, "--box-format"), (opts.box_mode, BOX_MODES, "--box-mode")):

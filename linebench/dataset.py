@@ -37,7 +37,7 @@ from .samples import RowMaker, RunSpec, features, generator_version, scene_maps
 from .shards import encode_shard
 from .tasks import get_task, knob_text
 from .version import __version__
-from .writer import FolderResult, Shard, shard_entries, write_finished, write_folder
+from .writer import FolderResult, Shard, check_options, shard_entries, write_finished, write_folder
 
 __all__ = ["generate", "merge", "read_row", "preflight", "canonical_command", "part_shards"]
 
@@ -194,15 +194,8 @@ def generate(
     disk, the finished shards, for `--resume`. `--overwrite` builds the new dataset beside the
     old one (OUT/.linebench-staging) and replaces the old one only once the new one is complete."""
     t0 = time.perf_counter()
-    out = Path(out)
     specs = [specs] if isinstance(specs, RunSpec) else list(specs)
-    check_path_text(out, "--out")
-    if overwrite and resume:
-        raise UsageError("--overwrite and --resume exclude each other")
-    if type(shard_size) is not int or shard_size <= 0:
-        raise UsageError(f"--shard-size must be positive, got {shard_size}")
-    if workers <= 0:
-        raise UsageError(f"--workers must be positive, got {workers}")
+    out = check_options(out, shard_size=shard_size, workers=workers, overwrite=overwrite, resume=resume)
     feats = preflight(specs, shard_size)
     spec_dicts = [s.to_dict() for s in specs]
     version = generator_version(get_task(specs[0].task))

@@ -33,7 +33,7 @@ from .errors import Interrupted, UsageError
 from .folder import (
     DONE_LOG, LOCK, MANIFEST, PART_FILE, RUN_FILE, STAGING, read_done, read_run_file, sha256_bytes, sha256_file, write_manifest,
 )
-from .fsio import atomic_write, fsync_dir, umask, why
+from .fsio import atomic_write, check_path_text, fsync_dir, umask, why
 
 OWNED = ("data", "assets", "README.md", MANIFEST, RUN_FILE, DONE_LOG, PART_FILE)  # what a run writes (and --overwrite replaces)
 WINDOW = 4  # work items in flight per worker: bounds memory whatever the folder's size
@@ -379,6 +379,19 @@ def write_finished(target: Path, manifest: dict[str, Any], files: Mapping[str, b
 
 
 # --------------------------------------------------------------------------- a whole run
+
+
+def check_options(out: Path | str, *, shard_size: int, workers: int, overwrite: bool, resume: bool) -> Path:
+    """The options every folder-writing command takes, checked before any work -> `out` as a Path."""
+    out = Path(out)
+    check_path_text(out, "--out")
+    if overwrite and resume:
+        raise UsageError("--overwrite and --resume exclude each other")
+    if type(shard_size) is not int or shard_size <= 0:
+        raise UsageError(f"--shard-size must be positive, got {shard_size}")
+    if workers <= 0:
+        raise UsageError(f"--workers must be positive, got {workers}")
+    return out
 
 
 def write_folder(

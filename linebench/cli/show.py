@@ -25,7 +25,8 @@ def show(
     map_floor: MapFloor = None,
     map_radius: MapRadius = None,
 ) -> None:
-    """Write a PNG of one sample with its attention map(s) over it (target / neighbour / floor)."""
+    """Write a PNG of one sample with its attention map(s) over it (target / neighbour / floor); the map
+    levels are the row's own unless --map-* options say otherwise."""
     import json
 
     import cv2

@@ -34,6 +34,12 @@ def _load_q(Q, r, g, sqr, sqh, sqd, G: tl.constexpr, D, BLOCK_G: tl.constexpr, B
 
 
 @triton.jit
+def _row(BIDX, OFF, LENS, r):
+    """Query row r's batch element, the offset of its visual tokens and their count."""
+    return tl.load(BIDX + r), tl.load(OFF + r), tl.load(LENS + r)
+
+
+@triton.jit
 def _load_k(K, b, g, off, n, skb, skh, skn, skd, N, D, BLOCK_D: tl.constexpr):
     d = tl.arange(0, BLOCK_D)
     mask = (n[:, None] < N) & (d[None, :] < D)
@@ -71,9 +77,7 @@ def _lse(
 ):
     r = tl.program_id(0)
     g = tl.program_id(1)
-    b = tl.load(BIDX + r)
-    off = tl.load(OFF + r)
-    N = tl.load(LENS + r)
+    b, off, N = _row(BIDX, OFF, LENS, r)
     q = _load_q(Q, r, g, sqr, sqh, sqd, G, D, BLOCK_G, BLOCK_D)
     m = tl.full([BLOCK_G], float("-inf"), tl.float32)
     acc = tl.zeros([BLOCK_G], tl.float32)
@@ -96,9 +100,7 @@ def _logq(
 ):
     r = tl.program_id(0)
     nb = tl.program_id(1)
-    b = tl.load(BIDX + r)
-    off = tl.load(OFF + r)
-    N = tl.load(LENS + r)
+    b, off, N = _row(BIDX, OFF, LENS, r)
     n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
     m = tl.full([BLOCK_N], float("-inf"), tl.float32)
     acc = tl.zeros([BLOCK_N], tl.float32)
@@ -126,9 +128,7 @@ def _colsum(
 ):
     r = tl.program_id(0)
     g = tl.program_id(1)
-    b = tl.load(BIDX + r)
-    off = tl.load(OFF + r)
-    N = tl.load(LENS + r)
+    b, off, N = _row(BIDX, OFF, LENS, r)
     hg = tl.arange(0, BLOCK_G)
     q = _load_q(Q, r, g, sqr, sqh, sqd, G, D, BLOCK_G, BLOCK_D)
     lse = _load_heads(LSE, r, g, H, G, BLOCK_G)
@@ -154,9 +154,7 @@ def _grad(
     PER_ROW into a [R, H_kv, N_max, D] buffer at (r, j), for the caller to sum per sample."""
     r = tl.program_id(0)
     g = tl.program_id(1)
-    b = tl.load(BIDX + r)
-    off = tl.load(OFF + r)
-    N = tl.load(LENS + r)
+    b, off, N = _row(BIDX, OFF, LENS, r)
     hg = tl.arange(0, BLOCK_G)
     d = tl.arange(0, BLOCK_D)
     q = _load_q(Q, r, g, sqr, sqh, sqd, G, D, BLOCK_G, BLOCK_D)
