@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..fsio import atomic_write
+
 GALLERY = 12  # wrong answers shown
 
 
@@ -205,9 +207,7 @@ def write_report(out: Path, rows: Sequence[dict] | None = None, predictions: dic
         )
     parts.append("</body></html>")
     path = out / "report.html"
-    tmp = path.with_name("report.html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, "\n".join(parts))
     return path
 
 

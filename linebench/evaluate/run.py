@@ -35,6 +35,7 @@ from ..folder import LOCK
 from ..writer import locked_output
 from ..errors import Interrupted, UsageError
 from ..fsio import atomic_write, check_path_text, write_error
+from ..models import cached_snapshot, resolve_model
 from ..score import MAX_LINE, parse_line, storable_prediction
 
 BACKENDS = ("hf", "openai")
@@ -94,13 +95,9 @@ def resolve_data(data: str) -> Path:
         return path
     if data.count("/") != 1 or path.exists():
         raise UsageError(f"{data}: no such folder, and not a dataset Hub id (ORG/NAME)")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        folder = Path(snapshot_download(data, repo_type="dataset", local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        raise UsageError(f"{data}: not in your Hugging Face cache (linebench eval never downloads; run `hf download {data} --repo-type dataset`)") from None
+    folder = cached_snapshot(data, "dataset")
+    if folder is None:
+        raise UsageError(f"{data}: not in your Hugging Face cache (linebench eval never downloads; run `hf download {data} --repo-type dataset`)")
     if not (folder / "manifest.json").is_file():
         raise UsageError(f"{data}: the cached snapshot has no manifest.json (not a linebench dataset)")
     return folder
@@ -252,7 +249,6 @@ def _load_hf(opts: EvalOptions):
     import torch
 
     from ..train import tiny
-    from ..train.run import resolve_model
 
     folder = resolve_model(opts.model)
     from transformers import AutoModelForImageTextToText, AutoProcessor

@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from ..errors import Interrupted, LinebenchError, UsageError
 from ..fsio import atomic_write, check_path_text, why
+from ..models import resolve_model
 from . import tiny as tiny_models
 
 SUPPORTED = ("llava", "qwen2_5_vl", "qwen2_vl")
@@ -110,29 +111,6 @@ class TrainOptions:
 
 
 # --------------------------------------------------------------------------- model
-
-
-def resolve_model(name: str) -> Path:
-    """A folder holding the checkpoint: a tiny default (built in linebench's cache), a local folder,
-    or a Hub id already in the user's cache. Never downloads."""
-    if name in tiny_models.TINY:
-        return tiny_models.cached(name)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise UsageError(f"--model {name}: the folder has no config.json (not a transformers checkpoint)")
-        return path
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise UsageError(f"--model {name}: no such folder, and not a Hub id (ORG/NAME); the tiny defaults are {', '.join(tiny_models.TINY)}")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(name, local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        raise UsageError(
-            f"--model {name}: not in your Hugging Face cache (linebench never downloads weights; run `hf download {name}` first)"
-        ) from None
 
 
 def weights_problem(folder: Path) -> str | None:

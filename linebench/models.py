@@ -1,0 +1,45 @@
+"""Which folder a `--model` names: a tiny default (built in linebench's cache), a local checkpoint
+folder, or a Hub id already in the user's Hugging Face cache; never a download.
+
+`linebench train` and `linebench eval` both resolve their model with `resolve_model`;
+`cached_snapshot` is the cache lookup underneath it, which eval's `--data` (a dataset Hub id) shares.
+Nothing heavy is imported until a name is resolved (huggingface_hub, and torch with the tiny models).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import UsageError
+
+
+def cached_snapshot(repo_id: str, repo_type: str = "model") -> Path | None:
+    """The folder of `repo_id`'s snapshot in the user's Hugging Face cache, or None when it is not
+    there (or `repo_id` is not a valid id). Never downloads."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type=repo_type, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+
+
+def resolve_model(name: str) -> Path:
+    """A folder holding the checkpoint: a tiny default (built in linebench's cache), a local folder,
+    or a Hub id already in the user's cache. Never downloads; anything else is one UsageError line."""
+    from .train import tiny
+
+    if name in tiny.TINY:
+        return tiny.cached(name)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UsageError(f"--model {name}: the folder has no config.json (not a transformers checkpoint)")
+        return path
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise UsageError(f"--model {name}: no such folder, and not a Hub id (ORG/NAME); the tiny defaults are {', '.join(tiny.TINY)}")
+    folder = cached_snapshot(name)
+    if folder is None:
+        raise UsageError(f"--model {name}: not in your Hugging Face cache (linebench never downloads weights; run `hf download {name}` first)")
+    return folder
