@@ -291,13 +291,13 @@ def die():
 import transformers
 import transformers.modeling_utils as MU
 import linebench.evaluate.hf as H
-import linebench.train.run as R
+import linebench.train.outputs as O
 from linebench.train.trainer import KLALTrainer
 
 if site == "before":  # inside the evaluation before training
     H.evaluate = lambda *a, **k: die()
 elif site in ("torn", "during"):  # the log line of step g half written; inside the evaluation at step g
-    write = R._Metrics.write
+    write = O.Metrics.write
 
     def metrics_write(self, rec):
         if site == "torn" and rec.get("step") == g and "loss" in rec:
@@ -309,7 +309,7 @@ elif site in ("torn", "during"):  # the log line of step g half written; inside 
             die()
         write(self, rec)
 
-    R._Metrics.write = metrics_write
+    O.Metrics.write = metrics_write
 elif site == "weights":  # checkpoint-g's weights (g = -1: the final model's) cut off mid-write
     real_save = MU.safe_save_file
 

@@ -114,3 +114,19 @@ def test_no_private_name_is_imported_from_another_module():
 def test_imports_point_down(low, high):
     up = [f"{mod}:{line}" for mod, target, _, line in _imports(_modules()) if (mod == low or mod.startswith(low + ".")) and target == high]
     assert up == []
+
+
+@pytest.mark.parametrize("module, name", [
+    ("linebench", "attention_map"), ("linebench", "map_transform"), ("linebench", "__version__"),
+    ("linebench.klal", "klal_loss"), ("linebench.train", "KLALTrainer"), ("linebench.train", "KLALCollator"),
+    ("linebench.train", "KLALCapture"), ("linebench.train", "examples_transform"),
+    ("linebench.dataset", "generate"), ("linebench.dataset", "merge"), ("linebench.dataset", "read_row"),
+    ("linebench.samples", "RowMaker"), ("linebench.samples", "RunSpec"), ("linebench.release", "load_release"),
+    ("linebench.score", "score"), ("linebench.evaluate", "evaluate"), ("linebench.annotate", "add_maps"),
+    ("linebench.verify", "verify"), ("linebench.train.run", "TrainOptions"), ("linebench.train.run", "train"),
+    ("linebench.evaluate.run", "EvalOptions"), ("linebench.evaluate.run", "evaluate_folder"), ("linebench.cli", "app"),
+])
+def test_the_names_the_docs_use_still_import(module, name):
+    import importlib
+
+    assert callable(getattr(importlib.import_module(module), name)) or name == "__version__"

@@ -1,0 +1,118 @@
+"""The model a run trains: which families can train, whether a checkpoint folder is whole (without
+loading it), and loading the model with its processor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import UsageError
+from . import tiny as tiny_models
+
+SUPPORTED = ("llava", "qwen2_5_vl", "qwen2_vl")
+LORA_TARGETS = r".*\.language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"  # never the vision tower
+
+
+def weights_problem(folder: Path) -> str | None:
+    """What is wrong with a checkpoint folder's weights (None: every weights file is there and its
+    header and length are whole), without loading them: safetensors files are opened (a truncated
+    file fails), torch files must be whole zip archives."""
+    folder = Path(folder)
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():
+            try:
+                files = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                return f"{index} is damaged ({type(e).__name__})"
+            break
+    else:
+        files = [n for n in ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin", "adapter_model.bin") if (folder / n).is_file()][:1]
+    if not files:
+        return "it has no weights (model.safetensors or pytorch_model.bin)"
+    for name in files:
+        problem = file_problem(folder / name)
+        if problem:
+            return problem
+    return None
+
+
+def file_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return f"{path.name} is missing"
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "np"):
+                pass
+        except Exception as e:  # SafetensorError: a truncated or overwritten file
+            return f"{path.name} is damaged ({str(e).splitlines()[0][:120]})"
+        return None
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: a cut one has no directory at its end
+        return f"{path.name} is damaged (not a whole torch file)"
+    return None
+
+
+def check_model(name: str, folder: Path, layers: str) -> None:
+    """Before any work: the model folder's config is JSON of a supported model, its weights are
+    whole, and --klal-layers fits its layer count."""
+    from .capture import CaptureError, parse_layers
+
+    cfg_file = Path(folder) / "config.json"
+    try:
+        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--model {name}: {cfg_file} is not valid JSON ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    model_type = raw.get("model_type") if isinstance(raw, dict) else None
+    if model_type not in SUPPORTED:
+        raise UsageError(f"{folder}: model type {model_type!r} is not supported for training (supported: LLaVA-1.5, Qwen2-VL, Qwen2.5-VL)")
+    problem = weights_problem(folder)
+    if problem:
+        raise UsageError(f"--model {name}: {problem}")
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(folder)
+        count = cfg.get_text_config().num_hidden_layers
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise UsageError(f"--model {name}: cannot read its config ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    try:
+        parse_layers(layers, count)
+    except CaptureError as e:
+        raise UsageError(f"--klal-layers: {e}") from None
+
+
+def load_model(folder: Path, *, bf16: bool, device: str | None = None):
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    cfg = AutoConfig.from_pretrained(folder)
+    if cfg.model_type not in SUPPORTED:
+        raise UsageError(f"{folder}: model type {cfg.model_type!r} is not supported for training (supported: LLaVA-1.5, Qwen2-VL, Qwen2.5-VL)")
+    # a model loaded from a string is float32 unless dtype is given: say it
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
+    except (OSError, ValueError) as e:  # weights that do not fit the config, a file that changed since it was checked
+        raise UsageError(f"{folder}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    try:
+        if tiny_models.is_tiny(folder):
+            processor = tiny_models.load_processor(folder)
+        else:
+            try:
+                processor = AutoProcessor.from_pretrained(folder)
+            except ImportError as e:  # Qwen's video processor wants torchvision; images do not need it
+                if cfg.model_type.startswith("qwen2"):
+                    from transformers import AutoImageProcessor, AutoTokenizer
+
+                    tok = AutoTokenizer.from_pretrained(folder)
+                    processor = tiny_models.qwen_processor_class()(image_processor=AutoImageProcessor.from_pretrained(folder), tokenizer=tok, video_processor=None, chat_template=tok.chat_template)
+                else:
+                    raise UsageError(f"{folder}: cannot load its processor ({e})") from None
+    except (OSError, ValueError, TypeError) as e:  # no tokenizer, a damaged tokenizer or processor file
+        raise UsageError(f"{folder}: cannot load its processor ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    if processor.tokenizer.pad_token_id is None:
+        processor.tokenizer.pad_token = processor.tokenizer.eos_token
+    return model, processor
