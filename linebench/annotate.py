@@ -32,7 +32,7 @@ import pyarrow as pa
 from .annotations import BOX_FORMATS, BOX_MODES, COORDS, annotation_geometry, as_list, image_size
 from .card import maps_card_files
 from .errors import UsageError
-from .folder import MANIFEST, expected_shards, manifest_kind, read_maps_manifest
+from .folder import MANIFEST, manifest_kind, read_maps_manifest, shard_ranges
 from .grids import canonical_maps, layout
 from .maps import MapParams, attention_map
 from .pointing import answer_text
@@ -334,11 +334,8 @@ def add_maps(
     schema = feats.arrow_schema
     run = {"kind": KIND, "source": str(source), "options": opts.to_dict(), "maps": list(profiles), "map_params": map_params.to_dict(),
            "splits": {k: len(v) for k, v in splits.items()}, "shard_size": shard_size}
-    shards = [
-        Shard(name, split_name, rows, ((rows, (split_name, start, start + rows)),))
-        for split_name, ds in splits.items()
-        for name, _, rows, start in _with_starts(expected_shards([{"split": split_name, "n": len(ds)}], shard_size))
-    ]
+    ranges = shard_ranges([{"split": k, "n": len(v)} for k, v in splits.items()], shard_size)
+    shards = [Shard(path, split_name, stop - start, ((stop - start, (split_name, start, stop)),)) for _, path, split_name, start, stop in ranges]
 
     def finish(target: Path, digests: dict[str, tuple[str, int]]) -> None:
         manifest = {
@@ -362,12 +359,3 @@ def add_maps(
         out, run, shards, finish, setup=_shard_maker, args=(state,), encode=lambda pieces: pieces[0],
         workers=workers, overwrite=overwrite, resume=resume, progress=progress, gives_up=UsageError, t0=t0,
     )  # fmt: skip
-
-
-def _with_starts(shards: list[tuple[str, str, int]]) -> list[tuple[str, str, int, int]]:
-    """(path, split, rows) of a split's shards -> (path, split, rows, first row)."""
-    out, start = [], 0
-    for name, split, rows in shards:
-        out.append((name, split, rows, start))
-        start += rows
-    return out

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import GenerationError, MapError, UsageError
-from .folder import MAX_SHARDS, PART_FILE, expected_shards, read_manifest, read_part, sha256_file
+from .folder import MAX_SHARDS, PART_FILE, expected_shards, read_manifest, read_part, sha256_file, shard_ranges
 from .fsio import atomic_write, check_path_text
 from .grids import layout
 from .render import renderer
@@ -125,14 +125,10 @@ def _row_maker(spec_dicts: list[dict[str, Any]]) -> Callable[[tuple[int, int, in
 
 def _shards(spec_dicts: list[dict[str, Any]], shard_size: int) -> list[Shard]:
     """Every shard of a run, in folder order, as CHUNK_ROWS-row work items."""
-    out = []
-    for which, d in enumerate(spec_dicts):
-        start = 0
-        for name, split, rows in expected_shards([d], shard_size):
-            jobs = tuple((min(c + CHUNK_ROWS, start + rows) - c, (which, c, min(c + CHUNK_ROWS, start + rows))) for c in range(start, start + rows, CHUNK_ROWS))
-            out.append(Shard(name, split, rows, jobs))
-            start += rows
-    return out
+    return [
+        Shard(path, split, stop - start, tuple((min(c + CHUNK_ROWS, stop) - c, (which, c, min(c + CHUNK_ROWS, stop))) for c in range(start, stop, CHUNK_ROWS)))
+        for which, path, split, start, stop in shard_ranges(spec_dicts, shard_size)
+    ]
 
 
 def part_shards(spec_dicts, shard_size: int, part: tuple[int, int]) -> list[str]:

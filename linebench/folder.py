@@ -246,6 +246,17 @@ def expected_shards(specs: list[Mapping[str, Any]], shard_size: int) -> list[tup
     return out
 
 
+def shard_ranges(specs: list[Mapping[str, Any]], shard_size: int) -> list[tuple[int, str, str, int, int]]:
+    """(spec index, path, split, first row, end row) of every shard the specs imply, in folder order."""
+    out = []
+    for which, spec in enumerate(specs):
+        start = 0
+        for path, split, rows in expected_shards([spec], shard_size):
+            out.append((which, path, split, start, start + rows))
+            start += rows
+    return out
+
+
 def inside(folder: Path, path: Path) -> bool:
     """`path`, after symlinks, stays inside `folder`."""
     try:
