@@ -74,7 +74,9 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from linebench.detmath import simd_targets
 from test_release import _regenerate_heads
-print(json.dumps({"on": simd_targets()[1], "digests": {name: _regenerate_heads(name, Path(sys.argv[1]) / name) for name in sys.argv[3:]}}))
+print(json.dumps({"on": simd_targets()[1], "digests": {name: _regenerate_heads(name, Path(sys.argv[1]) / name) for name in sys.argv[3:]}}), flush=True)
+import os
+os._exit(0)  # as the console script does: pyarrow's threads can abort the interpreter's teardown (apache/arrow#45214)
 """
 
 
