@@ -229,6 +229,49 @@ def test_a_llama_text_model_given_the_visual_spans():
     assert abs(cap.loss.item() - expected.item()) < 1e-5
 
 
+def _split_image_batch():
+    """One sample, one image whose 6 tokens lie in two runs with a text token between them (tiles
+    with a marker between, as Idefics3 and SmolVLM place them): positions 2, 3, 4 and 6, 7, 8."""
+    torch.manual_seed(3)
+    ids = torch.randint(3, 60, (1, 16))
+    ids[0, 2:5], ids[0, 6:9] = IMG, IMG
+    labels = torch.full((1, 16), -100)
+    labels[0, 12:15] = ids[0, 12:15]
+    return {"input_ids": ids.to(DEV), "attention_mask": torch.ones(1, 16, dtype=torch.long, device=DEV), "labels": labels.to(DEV)}, [tmap(6, 5)]
+
+
+@pytest.mark.parametrize("how", ["spans", "runs"])
+def test_an_image_in_several_runs_is_one_map_over_its_tokens(how):
+    """The image's keys are gathered (no marker token in Q's normalisation): the loss and its gradients
+    equal the eager reference over exactly those columns, whether the spans are given or found from
+    runs of the image token grouped by the map's size."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(text_config(layers=2)).float().to(DEV)
+    inputs, targets = _split_image_batch()
+    cols = [2, 3, 4, 6, 7, 8]
+    ref = copy.deepcopy(model)
+    ref.set_attn_implementation("eager")
+    attn = ref(**inputs, output_attentions=True).attentions[1]
+    p = targets[0].to(DEV)
+    kls = []
+    for qp in range(11, 14):  # answer tokens 12..14: their queries 11..13 (no format ids: all count)
+        a = attn[0, :, qp, cols]
+        a = (a / a.sum(-1, keepdim=True)).mean(0)
+        nz = p > 0
+        kls.append((p[nz] * (p[nz].log() - a[nz].log())).sum())
+    expected = torch.stack(kls).mean()
+    cap = KLALCapture(model, layers="last:1", backend="triton", special_ids=())
+    spans = [[[(2, 3), (6, 3)]]] if how == "spans" else None
+    if how == "runs":
+        cap.image_token_id = IMG
+    with cap.batch(inputs["input_ids"], inputs["labels"], targets, visual_spans=spans):
+        model(**inputs)
+    assert abs(cap.loss.item() - expected.item()) < 1e-5 and expected.item() > 0
+    assert_same_grads(grads(cap.loss, model), grads(expected, ref))
+
+
 def test_layer_selection_matches_the_same_layers_of_eager():
     model = llava()
     inputs, targets = llava_batch()

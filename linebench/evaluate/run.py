@@ -35,7 +35,7 @@ from ..folder import LOCK
 from ..writer import locked_output
 from ..errors import Interrupted, UsageError
 from ..fsio import atomic_write, check_path_text, write_error
-from ..models import cached_snapshot, resolve_model
+from ..models import cached_snapshot, load_processor, resolve_model
 from ..score import MAX_LINE, parse_line, storable_prediction
 
 BACKENDS = ("hf", "openai")
@@ -247,11 +247,9 @@ class _Writer:
 
 def _load_hf(opts: EvalOptions):
     import torch
-
-    from ..train import tiny
+    from transformers import AutoModelForImageTextToText
 
     folder = resolve_model(opts.model)
-    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(opts.dtype)
     if dtype is None:
@@ -267,10 +265,7 @@ def _load_hf(opts: EvalOptions):
         device = opts.device if opts.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         model = model.to(device)
     model.eval()
-    processor = tiny.load_processor(folder) if tiny.is_tiny(folder) else AutoProcessor.from_pretrained(folder)
-    if processor.tokenizer.pad_token_id is None:
-        processor.tokenizer.pad_token = processor.tokenizer.eos_token
-    return model, processor
+    return model, load_processor(folder)
 
 
 def evaluate_folder(opts: EvalOptions, progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -89,7 +89,8 @@ def capture_of(model) -> "KLALCapture | None":
         blocks = model.get_decoder().layers
     except AttributeError:
         return None
-    ref = getattr(blocks[0].self_attn, "_linebench_capture", None) if len(blocks) else None
+    first = next((m for m in map(_attention_of, blocks) if m is not None), None)
+    ref = getattr(first, "_linebench_capture", None)
     cap = ref() if ref is not None else None
     return cap if cap is not None and cap.model is model else None
 
@@ -152,6 +153,31 @@ class _Group:
     target: torch.Tensor  # [R, N_max], zero past each row's length
     weight: torch.Tensor  # [R] 1 / (rows of the sample) / (samples)
     shared: bool  # several rows read one sample's keys
+    # images whose tokens lie in several runs (tiles with text between them: Idefics3, SmolVLM):
+    # their keys are gathered into one contiguous run per image before the op
+    positions: torch.Tensor | None = None  # [I, N_max] each image's token positions (0 past its length)
+    image_batch: torch.Tensor | None = None  # [I] the image's sample
+    row_image: torch.Tensor | None = None  # [R] the row's image
+    farthest: int = 0  # the largest distance from a query to its image's first token (sliding windows), on the host
+
+    def keys(self, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(keys, offsets, batch index) for the op: the model's keys [B, Hkv, L, D] as they are, or
+        [I, Hkv, N_max, D] with each image's tokens gathered (offset 0, indexed by image)."""
+        if self.positions is None:
+            return key, self.offsets, self.batch_index
+        gathered = key[self.image_batch[:, None], :, self.positions].permute(0, 2, 1, 3)  # [I, N_max, Hkv, D] -> [I, Hkv, N_max, D]
+        return gathered, torch.zeros_like(self.offsets), self.row_image
+
+    def image_mask(self, length: int) -> torch.Tensor:
+        """[R, L] which of the L key positions are the row's image tokens."""
+        j = torch.arange(length, device=self.offsets.device)
+        if self.positions is None:
+            return (j[None, :] >= self.offsets[:, None]) & (j[None, :] < (self.offsets + self.lengths)[:, None])
+        pos = self.positions[self.row_image]  # [R, N_max]
+        valid = torch.arange(pos.shape[1], device=pos.device)[None, :] < self.lengths[:, None]
+        pos = torch.where(valid, pos, length)  # padding goes to a spare column, dropped below
+        mask = torch.zeros(pos.shape[0], length + 1, dtype=torch.bool, device=pos.device)
+        return mask.scatter_(1, pos, True)[:, :length]
 
 
 def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
@@ -164,6 +190,39 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
         else:
             runs.append((i, 1))
     return runs
+
+
+def _attention_of(block):
+    """A decoder layer's softmax attention module (None for a linear-attention layer, e.g. Qwen3.5's
+    Gated DeltaNet layers between its full-attention ones)."""
+    return getattr(block, "self_attn", None)
+
+
+def _as_runs(span) -> list[tuple[int, int]]:
+    """One image's `visual_spans` entry: (start, length), or a list of them (an image in several runs)."""
+    if len(span) == 2 and all(isinstance(v, int) or (isinstance(v, torch.Tensor) and v.dim() == 0) for v in span):
+        return [(int(span[0]), int(span[1]))]
+    return [(int(s), int(n)) for s, n in span]
+
+
+def _images(runs: list[tuple[int, int]], sizes: list[int]) -> list[list[tuple[int, int]]]:
+    """The runs of image tokens grouped into images: one run each when the counts agree, else
+    consecutive runs joined until each image has as many tokens as its map (tiles with text between
+    them, as Idefics3 and SmolVLM place them). When they cannot be grouped: one run per image (the
+    caller then says what does not match)."""
+    if len(runs) == len(sizes):
+        return [[r] for r in runs]
+    images, i = [], 0
+    for size in sizes:
+        image, total = [], 0
+        while i < len(runs) and total < size:
+            image.append(runs[i])
+            total += runs[i][1]
+            i += 1
+        if total != size:
+            return [[r] for r in runs]
+        images.append(image)
+    return images if i == len(runs) else [[r] for r in runs]
 
 
 def _visual_share(q: torch.Tensor, key: torch.Tensor, g: "_Group", scale, attention_mask) -> torch.Tensor:
@@ -181,7 +240,7 @@ def _visual_share(q: torch.Tensor, key: torch.Tensor, g: "_Group", scale, attent
             row = attention_mask[g.batch_index, 0, g.query_pos, : k.shape[2]]  # [R, L]
             seen = seen & (row if row.dtype == torch.bool else row > torch.finfo(row.dtype).min / 2)
         attn = scores.masked_fill(~seen[:, None, :], float("-inf")).softmax(-1)  # [R, H, L]
-        image = (j[None, :] >= g.offsets[:, None]) & (j[None, :] < (g.offsets + g.lengths)[:, None])  # [R, L]
+        image = g.image_mask(k.shape[2])  # [R, L]
         return (attn * image[:, None, :]).sum(-1).mean(-1)
 
 
@@ -241,10 +300,18 @@ class KLALCapture:
         if blocks is None:
             raise CaptureError(f"{type(model).__name__}: its decoder has no `layers`; not a Llama-family decoder")
         self.blocks = blocks
+        # layers whose attention KLAL cannot read: layer -> why (linear attention has no softmax over
+        # keys; a sliding window that does not reach the image is added per batch, in _layer)
+        self.left_out: dict[int, str] = {
+            i: "linear attention (no attention over the image to supervise)" for i, block in enumerate(blocks) if _attention_of(block) is None
+        }
         self.layers = parse_layers(layers, len(blocks))
-        self.modules = [blocks[i].self_attn for i in self.layers]
+        if all(i in self.left_out for i in self.layers):
+            raise CaptureError(f"layers {layers!r} select only layers KLAL cannot supervise ({self.left_out[self.layers[0]]})")
+        self.modules = [_attention_of(blocks[i]) for i in self.layers if i not in self.left_out]
+        self.layers = [i for i in self.layers if i not in self.left_out]
         self._selected = {id(m) for m in self.modules}
-        self._all = [block.self_attn for block in blocks]
+        self._all = [m for m in map(_attention_of, blocks) if m is not None]
         me = weakref.ref(self)
         for module in self._all:  # every decoder layer runs `base` through the linebench function
             module._linebench_capture = me
@@ -258,6 +325,7 @@ class KLALCapture:
         self._replay: _Group | None = None  # the rows of the last batch, for checkpointed recomputation
         self._supervised = False
         self._losses: dict[int, torch.Tensor] = {}
+        self._out_of_window: set[int] = set()  # selected layers whose sliding window missed an image this batch
         self._grad_at_batch = True
         self._checked_packing = False
         self.recomputed = 0  # layers re-run by gradient checkpointing during backward
@@ -289,6 +357,7 @@ class KLALCapture:
         self._group = self._rows(input_ids, labels, targets, visual_spans)
         self._supervised = self._group is not None
         self._losses = {}
+        self._out_of_window = set()
         self.attention = {}
         self.visual_share = {}
         self._grad_at_batch = torch.is_grad_enabled()
@@ -303,8 +372,8 @@ class KLALCapture:
     def measuring(self, layers: str | Sequence[int] = "all") -> Iterator["KLALCapture"]:
         """Temporarily record the attention of `layers` (diagnostics), whatever the capture supervises."""
         saved = (self.layers, self.modules, self._selected, self.measure)
-        self.layers = parse_layers(layers, len(self.blocks))
-        self.modules = [self.blocks[i].self_attn for i in self.layers]
+        self.layers = [i for i in parse_layers(layers, len(self.blocks)) if i not in self.left_out]
+        self.modules = [_attention_of(self.blocks[i]) for i in self.layers]
         self._selected = {id(m) for m in self.modules}
         self.measure = True
         try:
@@ -338,14 +407,22 @@ class KLALCapture:
                     )
 
     @property
+    def supervised_layers(self) -> int:
+        """How many selected layers recorded KLAL in the last batch (sliding windows may leave some out)."""
+        return sum(id(m) in self._losses for m in self.modules)
+
+    @property
     def loss(self) -> torch.Tensor:
         """KLAL of the last forward pass inside `batch`: the mean over the selected layers."""
         if not self._supervised:  # a batch without images (or answers)
             return torch.zeros(())
-        missing = [layer for layer, m in zip(self.layers, self.modules) if id(m) not in self._losses]
+        missing = [layer for layer, m in zip(self.layers, self.modules) if id(m) not in self._losses and id(m) not in self._out_of_window]
         if missing:
             raise CaptureError(f"no KLAL recorded for layer(s) {missing}: run the model's forward inside `with capture.batch(...)`")
-        return torch.stack([self._losses[id(m)] for m in self.modules]).mean()
+        recorded = [self._losses[id(m)] for m in self.modules if id(m) in self._losses]
+        if not recorded:  # every selected layer's window missed the image in this batch
+            return torch.zeros(())
+        return torch.stack(recorded).mean()
 
     def _rows(self, input_ids, labels, targets, visual_spans) -> _Group | None:
         if input_ids.dim() != 2 or labels.shape != input_ids.shape:
@@ -358,20 +435,20 @@ class KLALCapture:
         per_sample = []
         skipped = 0
         for b in range(batch):
+            maps = targets[b]
+            maps = [maps] if isinstance(maps, torch.Tensor) and maps.dim() == 1 else list(maps)
             if visual_spans is not None:
-                spans = [tuple(int(v) for v in s) for s in visual_spans[b]]
+                images = [_as_runs(s) for s in visual_spans[b]]
             elif self.image_token_id is None:
                 raise CaptureError("the model's config names no image_token_id: pass visual_spans")
             else:
-                spans = _runs(ids[b] == self.image_token_id)
-            maps = targets[b]
-            maps = [maps] if isinstance(maps, torch.Tensor) and maps.dim() == 1 else list(maps)
-            if len(maps) != len(spans):
-                raise CaptureError(f"sample {b} has {len(spans)} image(s) in its tokens but {len(maps)} target map(s)")
+                images = _images(_runs(ids[b] == self.image_token_id), [int(m.numel()) for m in maps])
+            if len(maps) != len(images):
+                raise CaptureError(f"sample {b} has {len(images)} image(s) in its tokens but {len(maps)} target map(s)")
             labelled = answers[b].nonzero().flatten().tolist()
             answer = [p for p in labelled if int(ids[b, p]) not in self.special_ids]
             if not answer or (self.query != "at-last-label" and answer[0] == 0):
-                skipped += bool(spans)  # nothing to supervise (e.g. the answer was truncated away)
+                skipped += bool(images)  # nothing to supervise (e.g. the answer was truncated away)
                 per_sample.append([])
                 continue
             if self.query == "answer-content":
@@ -386,14 +463,15 @@ class KLALCapture:
             else:
                 queries = [p - 1 for p in answer]
             mine = []
-            for (start, length), p in zip(spans, maps):
+            for runs, p in zip(images, maps):
+                start, end, length = runs[0][0], runs[-1][0] + runs[-1][1], sum(n for _, n in runs)
                 if p.numel() != length:
                     raise CaptureError(f"sample {b}: an image has {length} tokens but its target map has {p.numel()} values")
-                if start < 0 or start + length > seq:
-                    raise CaptureError(f"sample {b}: an image span {start}..{start + length} lies outside the {seq} tokens")
-                if any(qp < start + length for qp in queries):
-                    raise CaptureError(f"sample {b}: a query token at {min(queries)} does not follow its image at {start}..{start + length - 1} (causal attention cannot see it)")
-                mine += [(qp, b, start, length, p.reshape(-1)) for qp in queries]
+                if start < 0 or end > seq:
+                    raise CaptureError(f"sample {b}: an image span {start}..{end} lies outside the {seq} tokens")
+                if any(qp < end for qp in queries):
+                    raise CaptureError(f"sample {b}: a query token at {min(queries)} does not follow its image at {start}..{end - 1} (causal attention cannot see it)")
+                mine += [(qp, b, start, length, p.reshape(-1), tuple(runs)) for qp in queries]
             per_sample.append(mine)
         if skipped:
             self.skipped += skipped
@@ -405,17 +483,33 @@ class KLALCapture:
                 )
                 self._warned = True
         supervised = sum(1 for mine in per_sample if mine)  # samples without an image or answer add nothing
-        items = [(*row[:4], row[4], 1.0 / len(mine) / supervised) for mine in per_sample for row in mine]
+        items = [(*row[:5], 1.0 / len(mine) / supervised, row[5]) for mine in per_sample for row in mine]
         if not items:
             return None
         device = input_ids.device
-        qp, bi, off, lens, ps, w = zip(*items)
+        qp, bi, off, lens, ps, w, runs = zip(*items)
         n_max = max(lens)
         target = torch.zeros(len(items), n_max, dtype=torch.float32, device=device)
         for r, p in enumerate(ps):
             target[r, : p.numel()] = p.to(device=device, dtype=torch.float32)
         as_tensor = lambda v: torch.tensor(v, dtype=torch.int64, device=device)  # noqa: E731
-        return _Group(as_tensor(qp), as_tensor(bi), as_tensor(off), as_tensor(lens), target, torch.tensor(w, device=device), len(set(bi)) < len(items))
+        group = _Group(
+            as_tensor(qp), as_tensor(bi), as_tensor(off), as_tensor(lens), target, torch.tensor(w, device=device), len(set(bi)) < len(items),
+            farthest=max(q - o for q, o in zip(qp, off)),
+        )  # fmt: skip
+        if all(len(r) == 1 for r in runs):
+            return group
+        # an image in several runs: each image's token positions, gathered per layer (see _Group.keys)
+        order = list(dict.fromkeys(zip(bi, runs)))  # the images, in row order
+        positions = torch.zeros(len(order), n_max, dtype=torch.int64)
+        for i, (_, image_runs) in enumerate(order):
+            pos = [s + k for s, n in image_runs for k in range(n)]
+            positions[i, : len(pos)] = torch.tensor(pos)
+        group.positions = positions.to(device)
+        group.image_batch = as_tensor([b for b, _ in order])
+        group.row_image = as_tensor([order.index(key) for key in zip(bi, runs)])
+        group.shared = len(order) < len(items)
+        return group
 
     # ------------------------------------------------------------------ per layer
     def _layer(self, module, query: torch.Tensor, key: torch.Tensor, kwargs, attention_mask=None) -> None:
@@ -435,9 +529,18 @@ class KLALCapture:
                 "the forward runs without autograd inside a training batch (reentrant gradient checkpointing?): KLAL would get "
                 "no gradient; use gradient_checkpointing_kwargs={'use_reentrant': False}"
             )
+        window = getattr(module, "sliding_window", None)
+        if window and g.farthest >= window:  # a query cannot see all of its image: Q is not defined there
+            self._out_of_window.add(id(module))
+            layer = self.layers[self.modules.index(module)]
+            if layer not in self.left_out:
+                self.left_out[layer] = f"sliding window of {window} tokens does not reach the image from the answer"
+                warnings.warn(f"KLAL: layer {layer} left out: {self.left_out[layer]}", stacklevel=2)
+            return
         q = query[g.batch_index, :, g.query_pos]  # [R, H, D]
+        keys, offsets, index = g.keys(key)
         per_row = klal_loss(
-            q, key, g.target, scale=kwargs.get("scaling"), reduction="none", offsets=g.offsets, batch_index=g.batch_index,
+            q, keys, g.target, scale=kwargs.get("scaling"), reduction="none", offsets=offsets, batch_index=index,
             lengths=g.lengths, backend=self.backend, shared_samples=g.shared, check_indices=False,
         )  # fmt: skip
         total = (per_row * g.weight).sum()
@@ -446,7 +549,7 @@ class KLALCapture:
             if self.measure:
                 layer = self.layers[self.modules.index(module)]
                 self.attention[layer] = visual_attention(
-                    q, key, g.target.shape[1], scale=kwargs.get("scaling"), offsets=g.offsets, batch_index=g.batch_index, lengths=g.lengths
+                    q, keys, g.target.shape[1], scale=kwargs.get("scaling"), offsets=offsets, batch_index=index, lengths=g.lengths
                 )
                 self.visual_share[layer] = _visual_share(q, key, g, kwargs.get("scaling"), attention_mask)
         else:  # the op ran again for its saved tensors

@@ -1,7 +1,7 @@
 """Rows -> model inputs, with ground-truth maps that provably line up with the model's image tokens.
 
 - `map_profile(processor)`: the map profile of *this* model's processor, with its parameters read
-  from the processor's config (LLaVA's resize/crop size and patch, Qwen's min/max pixels);
+  from the processor's config (LLaVA's resize/crop size and patch, Qwen's min/max pixels; linebench.families);
 - `as_example(row)`: a linebench row as a TRL prompt-completion example (the row's question with
   its image as the user turn, the answer as the assistant turn) that keeps the geometry;
 - `KLALCollator`: TRL's `DataCollatorForVisionLanguageModeling` (the model's chat template,
@@ -25,25 +25,11 @@ EXAMPLE_KEYS = ("prompt", "completion", "images")
 
 
 def map_profile(processor) -> str:
-    """The linebench profile string for a loaded processor, or a UsageError naming what is missing."""
-    name = type(processor).__name__
-    ip = getattr(processor, "image_processor", None)
-    if "Llava" in name and "Next" not in name and "Onevision" not in name:
-        size = (getattr(ip, "size", None) or {}).get("shortest_edge")
-        crop = getattr(ip, "crop_size", None) or {}
-        patch = getattr(processor, "patch_size", None)
-        if not (size and patch) or (getattr(ip, "do_center_crop", True) and crop and crop.get("height") != size):
-            raise UsageError(f"{name}: cannot read the resize/crop size and patch from the processor (size={ip.size}, crop={crop})")
-        return make_layout(f"llava-1.5:side={size}:patch={patch}", (size, size)).profile
-    if "Qwen2_5_VL" in name or "Qwen2VL" in name or name.startswith("TinyQwen"):
-        size = getattr(ip, "size", None) or {}
-        lo = size.get("shortest_edge", getattr(ip, "min_pixels", None))
-        hi = size.get("longest_edge", getattr(ip, "max_pixels", None))
-        if getattr(ip, "patch_size", 14) != 14 or getattr(ip, "merge_size", 2) != 2 or lo is None or hi is None:
-            raise UsageError(f"{name}: expected 14 px patches merged 2x2 with min/max pixels, got {size}")
-        base = "qwen2.5-vl" if "Qwen2_5" in name or name.startswith("TinyQwen") else "qwen2-vl"
-        return make_layout(f"{base}:min_pixels={int(lo)}:max_pixels={int(hi)}", (448, 448)).profile
-    raise UsageError(f"no map profile for the processor {name}: training supports LLaVA-1.5 and Qwen2(.5)-VL models")
+    """The linebench profile string for a loaded processor (its family's, with the parameters read from
+    the processor's own config), or a UsageError naming the supported families."""
+    from ..families import for_processor
+
+    return for_processor(processor).profile(processor)
 
 
 def _json(v: Any) -> Any:

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from ..errors import UsageError
-from . import tiny as tiny_models
+from ..families import for_model_type
+from ..models import load_processor
 
-SUPPORTED = ("llava", "qwen2_5_vl", "qwen2_vl")
 LORA_TARGETS = r".*\.language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"  # never the vision tower
 
 
@@ -66,8 +66,7 @@ def check_model(name: str, folder: Path, layers: str) -> None:
     except (OSError, ValueError) as e:
         raise UsageError(f"--model {name}: {cfg_file} is not valid JSON ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     model_type = raw.get("model_type") if isinstance(raw, dict) else None
-    if model_type not in SUPPORTED:
-        raise UsageError(f"{folder}: model type {model_type!r} is not supported for training (supported: LLaVA-1.5, Qwen2-VL, Qwen2.5-VL)")
+    for_model_type(model_type, f"{folder}: ")
     problem = weights_problem(folder)
     if problem:
         raise UsageError(f"--model {name}: {problem}")
@@ -86,33 +85,14 @@ def check_model(name: str, folder: Path, layers: str) -> None:
 
 def load_model(folder: Path, *, bf16: bool, device: str | None = None):
     import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     cfg = AutoConfig.from_pretrained(folder)
-    if cfg.model_type not in SUPPORTED:
-        raise UsageError(f"{folder}: model type {cfg.model_type!r} is not supported for training (supported: LLaVA-1.5, Qwen2-VL, Qwen2.5-VL)")
+    for_model_type(cfg.model_type, f"{folder}: ")  # one line for a family linebench cannot train
     # a model loaded from a string is float32 unless dtype is given: say it
     dtype = torch.bfloat16 if bf16 else torch.float32
     try:
         model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
     except (OSError, ValueError) as e:  # weights that do not fit the config, a file that changed since it was checked
         raise UsageError(f"{folder}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
-    try:
-        if tiny_models.is_tiny(folder):
-            processor = tiny_models.load_processor(folder)
-        else:
-            try:
-                processor = AutoProcessor.from_pretrained(folder)
-            except ImportError as e:  # Qwen's video processor wants torchvision; images do not need it
-                if cfg.model_type.startswith("qwen2"):
-                    from transformers import AutoImageProcessor, AutoTokenizer
-
-                    tok = AutoTokenizer.from_pretrained(folder)
-                    processor = tiny_models.qwen_processor_class()(image_processor=AutoImageProcessor.from_pretrained(folder), tokenizer=tok, video_processor=None, chat_template=tok.chat_template)
-                else:
-                    raise UsageError(f"{folder}: cannot load its processor ({e})") from None
-    except (OSError, ValueError, TypeError) as e:  # no tokenizer, a damaged tokenizer or processor file
-        raise UsageError(f"{folder}: cannot load its processor ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
-    if processor.tokenizer.pad_token_id is None:
-        processor.tokenizer.pad_token = processor.tokenizer.eos_token
-    return model, processor
+    return model, load_processor(folder)

@@ -64,7 +64,7 @@ def run_options(opts: TrainOptions) -> dict[str, Any]:
     mine = {k: v for k, v in asdict(opts).items() if k not in ("resume", "overwrite", "workers")}
     mine["out"] = str(Path(opts.out).expanduser().resolve())
     mine["data"] = local_path(opts.data)
-    mine["model"] = opts.model if opts.model in tiny_models.TINY else local_path(opts.model)
+    mine["model"] = opts.model if opts.model in tiny_models.ALL else local_path(opts.model)
     return json.loads(json.dumps(mine, default=str))
 
 
@@ -73,7 +73,7 @@ def differences(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     workers never count)."""
     theirs = dict(theirs)
     for key in ("data", "model"):
-        if isinstance(theirs.get(key), str) and not (key == "model" and theirs[key] in tiny_models.TINY):
+        if isinstance(theirs.get(key), str) and not (key == "model" and theirs[key] in tiny_models.ALL):
             theirs[key] = local_path(theirs[key])
     diff = []
     for key in sorted(set(mine) | set(theirs)):

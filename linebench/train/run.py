@@ -252,6 +252,8 @@ def _run(opts: TrainOptions, state, main: bool, out: Path, folder: Path, canvas,
         klal_backend=opts.backend,
     )  # fmt: skip
     model_ref[0] = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    if trainer.capture is not None and trainer.capture.left_out:
+        log("KLAL leaves out " + "; ".join(f"layer {i}: {why}" for i, why in sorted(trainer.capture.left_out.items())))
     try:
         if last is not None and checkpoint_step(last) >= opts.steps:
             result_metrics = _finished_training(trainer, last, metrics if main else None)
@@ -269,6 +271,9 @@ def _run(opts: TrainOptions, state, main: bool, out: Path, folder: Path, canvas,
     processor.save_pretrained(out / "model")
     train_summary = {**result_metrics, "train_loss": whole_run_loss(trainer.state.log_history)}
     summary = {"before": before, "during": metrics.evals("during"), "after": after, "train": train_summary, "profile": profile}
+    if trainer.capture is not None:  # the layers KLAL supervised, and those it could not (and why)
+        summary["klal_layers"] = {"supervised": [i for i in trainer.capture.layers if i not in trainer.capture.left_out],
+                                  "left_out": {str(i): why for i, why in sorted(trainer.capture.left_out.items())}}
     atomic_write(out / "eval.json", json.dumps(summary, indent=1, default=float) + "\n")
     try:
         from .plots import plot_run

@@ -88,6 +88,7 @@ class KLALTrainer(SFTTrainer):
         self._metrics[mode]["ntp"].append(logged[:, 0].mean().item())
         self._metrics[mode]["klal"].append(logged[:, 1].mean().item())
         self._metrics[mode]["klal_lambda"].append(self.klal_lambda)
+        self._metrics[mode]["klal_layers"].append(self.capture.supervised_layers)  # layers in this step's KLAL mean
         return (loss, outputs) if return_outputs else loss
 
 

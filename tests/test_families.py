@@ -1,0 +1,159 @@
+"""Every family in linebench.families, on its tiny random-init model (its own config, model and
+processor classes; tokenizer built locally; no download): the support matrix of docs/training.md,
+row by row.
+
+For each family: (1) the map has as many values as the processor puts image tokens in input_ids, on
+canvases 448x448, 640x480 and 480x640; (2) the captured KLAL and its gradients equal the eager
+`output_attentions` reference on every supervised layer; (3) `linebench train --klal --lora` runs and
+`--resume` of the finished run loads its checkpoint; (4) `linebench eval --backend hf --attention`
+runs on it. LLaVA-1.5 and Qwen2.5-VL are tested the same way, and more, in test_train.py,
+test_capture.py and test_eval.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from linebench.families import REGISTRY  # noqa: E402
+from linebench.train import tiny  # noqa: E402
+
+TESTED_ELSEWHERE = set(os.environ.get("LB_TEST_SKIP", "llava-1.5,qwen2.5-vl").split(","))  # test_train.py, test_capture.py, test_eval.py
+FAMILIES = [f.name for f in REGISTRY.values() if f.build_tiny is not None and f.name not in TESTED_ELSEWHERE]
+CANVASES = ((448, 448), (640, 480), (480, 640))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lb-cache")
+    old = os.environ.get("LINEBENCH_CACHE")
+    os.environ["LINEBENCH_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("LINEBENCH_CACHE", None)
+    else:
+        os.environ["LINEBENCH_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def canvases(tmp_path_factory):
+    """One grid-patch folder per canvas (3 rows each)."""
+    from linebench.dataset import generate
+    from linebench.samples import RunSpec
+    from linebench.tasks import ParamSpec
+
+    base = tmp_path_factory.mktemp("canvases")
+    for w, h in CANVASES:
+        generate(RunSpec("grid_patch", n=3, seed=5, params=ParamSpec((w, h), "easy"), maps=()), base / f"{w}x{h}")
+    return base
+
+
+def _rows(folder):
+    from datasets import load_dataset
+
+    ds = load_dataset(str(folder), split="train")
+    return [ds[i] for i in range(len(ds))]
+
+
+def image_positions(batch, b, image_token_id):
+    return (batch["input_ids"][b] == image_token_id).nonzero().flatten().tolist()
+
+
+def eager_reference(model, batch, image_token_id, layers, format_ids, special_ids):
+    """KLAL from output_attentions, the long way: for each sample the queries that produce its
+    answer's content tokens, its image's columns (wherever they are), renormalised, head mean, KL."""
+    ref = copy.deepcopy(model)
+    ref.set_attn_implementation("eager")
+    inputs = {k: v for k, v in batch.items() if not k.startswith("klal_")}
+    out = ref(**inputs, output_attentions=True)
+    per_layer = []
+    for layer in layers:
+        attn = out.attentions[layer]
+        samples = []
+        for b in range(batch["input_ids"].shape[0]):
+            ids = batch["input_ids"][b].tolist()
+            answer = [i for i, v in enumerate(batch["labels"][b].tolist()) if v != -100 and ids[i] not in special_ids]
+            content = [i for i in answer if ids[i] not in format_ids] or answer[-1:]
+            cols = image_positions(batch, b, image_token_id)
+            p = batch["klal_targets"][b][0]
+            kls = []
+            for qp in (i - 1 for i in content):
+                a = attn[b, :, qp, cols].float()
+                a = (a / a.sum(-1, keepdim=True)).mean(0)
+                nz = p > 0
+                kls.append((p[nz] * (p[nz].log() - a[nz].log())).sum())
+            samples.append(torch.stack(kls).mean())
+        per_layer.append(torch.stack(samples).mean())
+    return torch.stack(per_layer).mean(), ref
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_maps_line_up_on_every_canvas(name, cache, canvases):
+    from linebench.train.data import KLALCollator, as_example
+
+    proc = tiny.load_processor(tiny.cached(REGISTRY[name].tiny_name))
+    collator = KLALCollator(proc)
+    for w, h in CANVASES:
+        examples = [as_example(r) for r in _rows(canvases / f"{w}x{h}")[:2]]
+        batch = collator(examples)  # raises (one line naming the row) when a map and the image tokens disagree
+        for b, targets in enumerate(batch["klal_targets"]):
+            assert int(targets[0].numel()) == len(image_positions(batch, b, collator.image_token_id)) > 0
+            assert abs(float(targets[0].sum()) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_captured_klal_equals_the_eager_reference(name, cache, canvases):
+    from linebench.train import KLALCapture, format_token_ids
+    from linebench.train.data import KLALCollator, as_example
+
+    from test_capture import assert_same_grads, grads
+
+    folder = tiny.cached(REGISTRY[name].tiny_name)
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).train()
+    proc = tiny.load_processor(folder)
+    collator = KLALCollator(proc)
+    batch = collator([as_example(r) for r in _rows(canvases / "640x480")[:2]])
+    fmt = format_token_ids(proc.tokenizer)
+    special = set(proc.tokenizer.all_special_ids)
+    cap = KLALCapture(model, backend="torch", format_ids=fmt, special_ids=special)
+    with cap.batch(batch["input_ids"], batch["labels"], batch["klal_targets"]):
+        model(**{k: v for k, v in batch.items() if not k.startswith("klal_")})
+    layers = [i for i in cap.layers if i not in cap.left_out]
+    assert layers, "no layer supervised"
+    expected, ref = eager_reference(model, batch, collator.image_token_id, layers, fmt, special)
+    assert abs(cap.loss.item() - expected.item()) < 1e-4 * max(1.0, expected.item()) and expected.item() > 0
+    assert_same_grads(grads(cap.loss, model), grads(expected, ref), rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_train_lora_resume_and_eval_with_attention(name, cache, canvases, tmp_path):
+    from typer.testing import CliRunner
+
+    from linebench.cli import app
+
+    runner = CliRunner()
+    tiny_name = REGISTRY[name].tiny_name
+    out = tmp_path / "run"
+    args = ["train", "--model", tiny_name, "--klal", "--lora", "--lora-rank", "4", "--n", "6", "--eval-n", "2", "--steps", "2",
+            "--batch-size", "2", "--save-every", "1", "--out", str(out), "--workers", "1", "--klal-backend", "torch"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["after"]["rows"] == 2 and ev["after"]["layers"] and ev["profile"].startswith(name)
+    assert any("klal" in json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines())
+    again = runner.invoke(app, [*args, "--resume"])  # the finished run: its last checkpoint loads, training is done
+    assert again.exit_code == 0, again.output
+    assert "going on from" in again.output and (out / "model").is_dir()
+    res = runner.invoke(app, ["eval", str(out / "data" / "test"), "--model", tiny_name, "--limit", "2", "--attention",
+                              "--out", str(tmp_path / "eval"), "--max-new-tokens", "6"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "eval" / "attention.json").read_text())["layers"]
