@@ -148,7 +148,7 @@ def test_train_lora_resume_and_eval_with_attention(name, cache, canvases, tmp_pa
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     ev = json.loads((out / "eval.json").read_text())
-    assert ev["after"]["rows"] == 2 and ev["after"]["layers"] and ev["profile"].startswith(name)
+    assert ev["after"]["rows"] == 2 and ev["after"]["layers"] and ev["profile"].startswith(REGISTRY[name].profile_base)
     assert any("klal" in json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines())
     again = runner.invoke(app, [*args, "--resume"])  # the finished run: its last checkpoint loads, training is done
     assert again.exit_code == 0, again.output
@@ -157,3 +157,30 @@ def test_train_lora_resume_and_eval_with_attention(name, cache, canvases, tmp_pa
                               "--out", str(tmp_path / "eval"), "--max-new-tokens", "6"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "eval" / "attention.json").read_text())["layers"]
+
+
+def test_docs_show_the_support_matrix():
+    """docs/training.md's matrix is `linebench models --markdown`, row for row (it cannot drift)."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from linebench.cli import app
+
+    res = CliRunner().invoke(app, ["models", "--markdown"])
+    assert res.exit_code == 0, res.output
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text(encoding="utf-8")
+    rows = [line for line in res.output.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + len(REGISTRY)
+    missing = [line for line in rows if line not in doc.splitlines()]
+    assert missing == [], "docs/training.md's support matrix differs from `linebench models --markdown`"
+
+
+@pytest.mark.parametrize("model_type", ["bert", None])
+def test_a_model_no_family_covers_is_one_line_naming_the_families(model_type):
+    from linebench.errors import UsageError
+    from linebench.families import for_model_type, supported
+
+    with pytest.raises(UsageError, match="not supported for training and evaluation") as e:
+        for_model_type(model_type)
+    assert supported() in str(e.value) and "\n" not in str(e.value)

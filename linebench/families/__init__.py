@@ -28,19 +28,21 @@ __all__ = ["Family", "REGISTRY", "for_model_type", "for_processor", "tiny_family
 
 def supported() -> str:
     """The trainable families, for messages: "LLaVA-1.5, Qwen2.5-VL, ..."."""
-    return ", ".join(f.label for f in REGISTRY.values())
+    return ", ".join(f.label for f in REGISTRY.values() if not f.unsupported)
 
 
 def for_model_type(model_type: str | None, where: str = "") -> Family:
     for family in REGISTRY.values():
         if model_type in family.model_types:
+            if family.unsupported:
+                raise UsageError(f"{where}{family.label} ({model_type}) cannot be trained with KLAL yet: {family.unsupported}")
             return family
     raise UsageError(f"{where}model type {model_type!r} is not supported for training and evaluation (supported: {supported()})")
 
 
 def for_processor(processor) -> Family:
     for family in REGISTRY.values():
-        if family.reads(processor):
+        if family.reads(processor) and not family.unsupported:
             return family
     raise UsageError(f"no map profile for the processor {type(processor).__name__} (supported families: {supported()})")
 
@@ -49,13 +51,27 @@ def tiny_names() -> tuple[str, ...]:
     """Every tiny model's name: `tiny` (LLaVA-1.5's) and `tiny-<family>` for each family with one."""
     names = []
     for f in REGISTRY.values():
-        if f.build_tiny is not None:
+        if f.build_tiny is not None and not f.unsupported:
             names += [*f.aliases, f.tiny_name]
     return tuple(names)
 
 
 def tiny_family(name: str) -> Family:
     for f in REGISTRY.values():
-        if f.build_tiny is not None and name in (f.tiny_name, *f.aliases):
+        if f.build_tiny is not None and not f.unsupported and name in (f.tiny_name, *f.aliases):
             return f
     raise UsageError(f"no tiny model {name!r}; the tiny models are {', '.join(tiny_names())}")
+
+
+def matrix() -> list[dict[str, str]]:
+    """The support matrix, a row per family: what docs/training.md shows and `linebench models` prints."""
+    rows = []
+    for f in REGISTRY.values():
+        ok = "✗" if f.unsupported else "✓"
+        rows.append({
+            "family": f.label, "model_type": ", ".join(f"`{t}`" for t in f.model_types), "map profile": f"`{f.profile_base}`",
+            "tiny model": " / ".join(f"`{n}`" for n in (*f.aliases, f.tiny_name)) if f.build_tiny and not f.unsupported else "–",
+            "train": ok, "LoRA": ok, "resume": ok, "eval": ok, "attention": ok,
+            "checked": f.unsupported or f.checked,
+        })  # fmt: skip
+    return rows

@@ -35,6 +35,12 @@ class Family:
     checked: str = ""  # what the tests check for it (the support matrix's last column)
     aliases: tuple[str, ...] = ()  # other tiny names (`tiny` is LLaVA-1.5's)
     order: int = 100  # place in the support matrix (lower first)
+    unsupported: str = ""  # why linebench cannot train it (then it is listed, and refused in one line)
+    map_profile: str = ""  # the map profile's base name when it is not `name` (Qwen3.5 uses Qwen3-VL's)
+
+    @property
+    def profile_base(self) -> str:
+        return self.map_profile or self.name
 
     @property
     def tiny_name(self) -> str:

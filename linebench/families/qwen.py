@@ -46,12 +46,20 @@ def processor_class(base=None):
     return TinyQwen2_5_VLProcessor
 
 
-def load_processor(folder: Path):
-    """The processor from its image processor and tokenizer (no video processor, no torchvision)."""
-    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+def _loader(base_name: str):
+    def load_processor(folder: Path):
+        """The processor from its image processor and tokenizer (no video processor, no torchvision)."""
+        import transformers
+        from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
 
-    tok = AutoTokenizer.from_pretrained(folder)
-    return processor_class()(image_processor=Qwen2VLImageProcessorPil.from_pretrained(folder), tokenizer=tok, video_processor=None, chat_template=tok.chat_template)
+        tok = AutoTokenizer.from_pretrained(folder)
+        cls = processor_class(getattr(transformers, base_name))
+        return cls(image_processor=Qwen2VLImageProcessorPil.from_pretrained(folder), tokenizer=tok, video_processor=None, chat_template=tok.chat_template)
+
+    return load_processor
+
+
+load_processor = _loader("Qwen2_5_VLProcessor")
 
 
 def build_tiny():
@@ -82,7 +90,27 @@ register(Family(
     profile=_profile("qwen2.5-vl"), build_tiny=build_tiny, load_processor=load_processor, order=20,
     checked="maps = image tokens; KLAL = eager reference (mRoPE); train, LoRA, resume, eval --attention (tests/test_train.py, tests/test_eval.py)",
 ))  # fmt: skip
+def build_tiny_qwen2_vl():
+    """A small Qwen2-VL (14 px patches merged 2x2, mRoPE, no window attention) at 224x224: 64 image tokens."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil, Qwen2VLProcessor
+
+    tok = tokenizer(PLACEHOLDER)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    text = small_text(tok, max_position_embeddings=1024, rope_parameters={"rope_type": "default", "mrope_section": [8, 4, 4], "rope_theta": 10000.0})
+    text.pop("head_dim")
+    cfg = Qwen2VLConfig(
+        text_config=text, vision_config=dict(depth=2, embed_dim=64, hidden_size=128, num_heads=4, patch_size=PATCH, spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
+    pixels = SIDE * SIDE
+    image_proc = Qwen2VLImageProcessorPil(size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=PATCH, merge_size=2, temporal_patch_size=2)
+    proc = processor_class(Qwen2VLProcessor)(image_processor=image_proc, tokenizer=tok, video_processor=None, chat_template=tok.chat_template)
+    return Qwen2VLForConditionalGeneration(cfg), proc
+
+
 register(Family(
-    name="qwen2-vl", label="Qwen2-VL", model_types=("qwen2_vl",), processors=("Qwen2VLProcessor",), profile=_profile("qwen2-vl"),
-    load_processor=load_processor, order=21, checked="the Qwen2.5-VL path (same processor and decoder); no tiny model of its own yet",
+    name="qwen2-vl", label="Qwen2-VL", model_types=("qwen2_vl",), processors=("Qwen2VLProcessor", "TinyQwen2VLProcessor"), profile=_profile("qwen2-vl"),
+    build_tiny=build_tiny_qwen2_vl, load_processor=_loader("Qwen2VLProcessor"), order=21,
+    checked="maps = image tokens on 3 canvases; KLAL = eager reference; train, LoRA, resume, eval --attention (tests/test_families.py)",
 ))  # fmt: skip
