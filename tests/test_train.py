@@ -314,3 +314,14 @@ def test_checkpoints_save_on_every_supported_model(tiny_dir, gp_rows, tmp_path, 
         assert (ckpt / "model.safetensors").is_file() and (ckpt / "tokenizer.json").is_file()
         assert (ckpt / "preprocessor_config.json").is_file() or (ckpt / "processor_config.json").is_file()  # the image processor's settings
     assert (out / "model" / "tokenizer.json").is_file()
+
+
+def test_lora_goes_on_the_text_decoder_only():
+    """The vision tower's blocks use the same projection names in Qwen2.5-VL: none of them is a target."""
+    from linebench.families import qwen
+    from linebench.train.model import lora_targets
+
+    model, _ = qwen.build_tiny()
+    names = lora_targets(model)
+    assert len(names) == 4 * 7 and all(".language_model." in n for n in names)
+    assert not any(n.startswith("model.visual") for n in names)

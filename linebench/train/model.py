@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..families import for_model_type
 from ..models import load_processor
 
-LORA_TARGETS = r".*\.language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"  # never the vision tower
+LORA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def weights_problem(folder: Path) -> str | None:
@@ -96,3 +96,14 @@ def load_model(folder: Path, *, bf16: bool, device: str | None = None):
     except (OSError, ValueError) as e:  # weights that do not fit the config, a file that changed since it was checked
         raise UsageError(f"{folder}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     return model, load_processor(folder)
+
+
+def lora_targets(model) -> list[str]:
+    """The language model's linear projections (`LORA_PROJECTIONS`), by full module name: LoRA goes on
+    the text decoder only, never the vision tower (whose blocks share those names in Qwen2.5-VL),
+    whatever the family calls its decoder (`language_model`, Idefics3's `text_model`, ...)."""
+    inside = {id(m) for m in model.get_decoder().modules()}
+    names = [name for name, module in model.named_modules() if id(module) in inside and name.rsplit(".", 1)[-1] in LORA_PROJECTIONS]
+    if not names:
+        raise UsageError(f"{type(model).__name__}: no {'/'.join(LORA_PROJECTIONS)} layers in its language model for --lora")
+    return names

@@ -31,7 +31,7 @@ from ..errors import Interrupted, LinebenchError, UsageError
 from ..fsio import atomic_write, why
 from ..models import resolve_model
 from . import tiny as tiny_models
-from .model import LORA_TARGETS, check_model, load_model
+from .model import check_model, load_model, lora_targets
 from .options import TrainOptions
 from .outputs import RUN_FILE, Metrics, check_out, checkpoint_step, kept, start, take_back, whole_run_loss
 
@@ -201,7 +201,7 @@ def _run(opts: TrainOptions, state, main: bool, out: Path, folder: Path, canvas,
     if opts.lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=opts.lora_rank, lora_alpha=2 * opts.lora_rank, target_modules=LORA_TARGETS, lora_dropout=0.0, task_type="CAUSAL_LM")
+        peft_config = LoraConfig(r=opts.lora_rank, lora_alpha=2 * opts.lora_rank, target_modules=lora_targets(model), lora_dropout=0.0, task_type="CAUSAL_LM")
     use_liger = torch.cuda.is_available() and _has("liger_kernel")
     # every checkpoint (and the last step) falls on a logged step, so a resumed run's log, token
     # count and loss summary continue exactly where the checkpoint's left off
