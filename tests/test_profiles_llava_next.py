@@ -40,6 +40,9 @@ from transformers.processing_utils import ProcessorMixin  # noqa: E402
 RADIUS = 4.0
 IMAGE_ID = 1
 NAMES = ["llava-next", "llava-onevision"]
+# linebench's tiny models: the same profiles on small crops (pinpoints scaled), read from their processors
+TINY = {"llava-next": "llava-next:crop=56", "llava-onevision": "llava-onevision:crop=58"}
+PROFILES = NAMES + list(TINY.values())
 # canvases for the counts: the shared ones, tiny, huge, thin, and OneVision grids above anyres_max_9
 COUNT_CANVASES = CANVASES + [(20, 30), (3000, 2000), (180, 1000), (2000, 120), (1600, 1600), (2304, 1200)]
 
@@ -54,27 +57,37 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", additional_special_tokens=["<image>", "<video>"])
 
 
-def next_image_processor():
-    # llava-hf/llava-v1.6-mistral-7b-hf preprocessor_config.json (pinpoints are the class default)
-    return LlavaNextImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}, resample=3)
+def next_image_processor(crop: int = 336):
+    # llava-hf/llava-v1.6-mistral-7b-hf preprocessor_config.json (pinpoints are the class default); other crops: scaled pinpoints
+    pins = {} if crop == 336 else {"image_grid_pinpoints": [list(p) for p in prof.pinpoints("llava-next", crop)]}
+    return LlavaNextImageProcessorPil(size={"shortest_edge": crop}, crop_size={"height": crop, "width": crop}, resample=3, **pins)
 
 
-def ov_image_processor():
-    # llava-hf/llava-onevision-qwen2-7b-ov-hf preprocessor_config.json (pinpoints are the class default)
-    return LlavaOnevisionImageProcessorPil(size={"height": 384, "width": 384}, image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=3)
+def ov_image_processor(crop: int = 384):
+    # llava-hf/llava-onevision-qwen2-7b-ov-hf preprocessor_config.json (pinpoints are the class default); other crops: scaled pinpoints
+    pins = {} if crop == 384 else {"image_grid_pinpoints": [list(p) for p in prof.pinpoints("llava-onevision", crop)]}
+    return LlavaOnevisionImageProcessorPil(size={"height": crop, "width": crop}, image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=3, **pins)
+
+
+def image_processor(profile: str):
+    lay = layout(profile, (448, 448))
+    return (next_image_processor if profile.startswith("llava-next") else ov_image_processor)(lay.params["crop"])
 
 
 @pytest.fixture(scope="module")
 def processors():
     tok = tiny_tokenizer()
     # processor_config.json of llava-hf/llava-v1.6-mistral-7b-hf
-    nxt = LlavaNextProcessor(
-        image_processor=next_image_processor(),
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
+    nxt = {
+        crop: LlavaNextProcessor(
+            image_processor=next_image_processor(crop),
+            tokenizer=tok,
+            patch_size=14,
+            vision_feature_select_strategy="default",
+            num_additional_image_tokens=1,
+        )
+        for crop in (336, 56)
+    }
     # The OneVision processor insists on a video processor, and without torchvision transformers does
     # not export BaseVideoProcessor, so its class check fails; that check alone is skipped here (the
     # video processor is never used for images). processor_config.json of llava-onevision-qwen2-7b-ov-hf.
@@ -82,15 +95,18 @@ def processors():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ProcessorMixin, "check_argument_for_proper_class", lambda self, name, arg: type(arg))
-        ov = LlavaOnevisionProcessor(
-            image_processor=ov_image_processor(),
-            tokenizer=tok,
-            video_processor=LlavaOnevisionVideoProcessor(),
-            num_image_tokens=729,
-            vision_feature_select_strategy="full",
-            vision_aspect_ratio="anyres_max_9",
-        )
-    return {"llava-next": nxt, "llava-onevision": ov}
+        ov = {
+            crop: LlavaOnevisionProcessor(
+                image_processor=ov_image_processor(crop),
+                tokenizer=tok,
+                video_processor=LlavaOnevisionVideoProcessor(),
+                num_image_tokens=(crop // 14) ** 2,
+                vision_feature_select_strategy="full",
+                vision_aspect_ratio="anyres_max_9",
+            )
+            for crop in (384, 58)
+        }
+    return {"llava-next": nxt[336], "llava-onevision": ov[384], TINY["llava-next"]: nxt[56], TINY["llava-onevision"]: ov[58]}
 
 
 def test_pinpoints_are_the_transformers_defaults():
@@ -101,17 +117,21 @@ def test_pinpoints_are_the_transformers_defaults():
     assert prof.OV_PINPOINTS == as_tuples(LlavaOnevisionConfig().image_grid_pinpoints)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PROFILES)
 @pytest.mark.parametrize("canvas", COUNT_CANVASES)
 def test_placeholder_count_matches_the_processor_input_ids(name, canvas, processors):
-    lay = layout(name, canvas)
+    try:
+        lay = layout(name, canvas)
+    except UsageError as e:  # the tiny LLaVA-NeXT on 2000x120: 1x3 crops of 56 px, 4 feature rows unpadded to none
+        assert name not in NAMES and "too thin" in str(e)
+        return
     out = processors[name](text="hi <image> hi", images=[Image.new("RGB", canvas)], return_tensors="np")
     assert int((out["input_ids"] == IMAGE_ID).sum()) == lay.num_placeholders
     crops_h, crops_w = (int(v) for v in lay.grids[1].label.split()[1].split("x"))  # "tiles 2x3"
     assert out["pixel_values"].shape[1] == 1 + crops_h * crops_w  # the base image + the crops
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PROFILES)
 def test_placeholder_count_matches_the_processor_for_many_sizes(name, processors):
     rng = np.random.default_rng(5)
     sizes = []
@@ -137,6 +157,11 @@ def test_known_counts():
             assert (lay.num_tokens, lay.num_placeholders) == (tokens, placeholders), (name, canvas, lay.describe())
     assert layout("llava-onevision", (3000, 2000)).grids[1].shape == (66, 99)  # 108x162 resized by anyres_max_9
     assert layout("llava-onevision:anyres_max=100", (3000, 2000)).grids[1].shape == (108, 162)  # never resized
+    assert layout("llava-next:crop=336:patch=14", (448, 448)).profile == "llava-next"  # the defaults
+    assert layout("llava-onevision:anyres_max=9:crop=384:patch=14", (448, 448)).profile == "llava-onevision"
+    assert prof.pinpoints("llava-next", 336) == prof.NEXT_PINPOINTS and prof.pinpoints("llava-onevision", 384) == prof.OV_PINPOINTS
+    tiny = {n: layout(p, (224, 224)) for n, p in TINY.items()}  # the tiny models' 224 px canvas: a few dozen tokens
+    assert {n: (lay.num_tokens, lay.num_placeholders) for n, lay in tiny.items()} == {"llava-next": (80, 88), "llava-onevision": (160, 172)}
 
 
 # --------------------------------------------------------------------------- geometry of the layout
@@ -188,17 +213,21 @@ def test_thin_canvas_and_bad_parameter_are_refused():
         layout("llava-next", (1, 1000))
     with pytest.raises(UsageError, match="anyres_max"):
         layout("llava-onevision:anyres_max=0", (448, 448))
+    for bad in ("llava-next:patch=0", "llava-onevision:crop=10:patch=14"):
+        with pytest.raises(UsageError, match="patch <= crop"):
+            layout(bad, (448, 448))
 
 
 # --------------------------------------------------------------------------- markers through the real code
 
 
-def _model_stub(name):
+def _model_stub(name, crop=None):
     """An object with the real model's config, enough for the real pack_image_features."""
+    pins = {} if crop is None else {"image_grid_pinpoints": [list(p) for p in prof.pinpoints(name, crop)]}
     if name == "llava-next":
-        cfg = LlavaNextConfig(vision_config={"model_type": "clip_vision_model", "image_size": 336, "patch_size": 14})
+        cfg = LlavaNextConfig(vision_config={"model_type": "clip_vision_model", "image_size": crop or 336, "patch_size": 14}, **pins)
     else:
-        cfg = LlavaOnevisionConfig(vision_config={"model_type": "siglip_vision_model", "image_size": 384, "patch_size": 14})
+        cfg = LlavaOnevisionConfig(vision_config={"model_type": "siglip_vision_model", "image_size": crop or 384, "patch_size": 14}, **pins)
     return SimpleNamespace(config=cfg)
 
 
@@ -212,9 +241,9 @@ def packed_brightness(name, lay, img, image_processor):
     bright = np.stack([patch_means(crop, 14, n, n).ravel() for crop in pv])
     feats = torch.tensor(np.stack([bright, np.zeros_like(bright)], axis=-1), dtype=torch.float32)
     newline = torch.tensor([0.0, 1.0])
-    stub = _model_stub(name)
+    stub = _model_stub(name.split(":")[0], side)
     assert stub.config.vision_config.image_size == side
-    if name == "llava-next":
+    if name.startswith("llava-next"):
         packed, _ = LlavaNextModel.pack_image_features(stub, [feats], sizes, "default", image_newline=newline)
     else:
         packed, _ = LlavaOnevisionModel.pack_image_features(stub, [feats], sizes, image_newline=newline, vision_aspect_ratio="anyres_max_9")
@@ -227,15 +256,15 @@ def packed_brightness(name, lay, img, image_processor):
 
 MARKER_CASES = [(n, c) for n in NAMES for c in CANVASES + [(1200, 300)]] + [
     ("llava-onevision", (2304, 1500)),  # 6x4 crops, unpadded 108x162 -> resized by anyres_max_9
-]
+] + [(n, c) for n in TINY.values() for c in ((224, 224), (640, 480), (480, 640))]  # the tiny models' crops
 
 
 @pytest.mark.parametrize("name,canvas", MARKER_CASES)
 def test_marker_lands_in_mapped_token(name, canvas):
     lay = layout(name, canvas)
-    proc = next_image_processor() if name == "llava-next" else ov_image_processor()
-    big = name == "llava-onevision" and lay.grids[1].shape != layout(name, canvas, anyres_max=10**6).grids[1].shape
+    proc = image_processor(name)
+    big = name.startswith("llava-onevision") and lay.grids[1].shape != layout(name, canvas, anyres_max=10**6).grids[1].shape
     # bilinear resizing mixes neighbouring features, so a marker there must sit well inside one token
-    r = 10.0 if big else RADIUS
+    r = 10.0 if big and name in NAMES else RADIUS
     for c in clear_positions(lay, 3, r, seed=sum(canvas) % 997, purity=0.99 if big else 0.9):
         assert_marker_lands(lay, packed_brightness(name, lay, marker_image(canvas, c, r), proc), c, r)

@@ -20,9 +20,17 @@ select strategy); `InternVLModel.get_image_features` applies `pixel_shuffle` wit
 which turns each 2x2 block of patches into one token, in raster order over the 16x16 block grid
 (256 tokens = image_seq_length, each covering 28 x 28 tile px). `InternVLProcessor.replace_image_token`
 writes `<img>` + `<IMG_CONTEXT>` * 256 * num_tiles + `</img>`: no text between tiles.
+
+Parameters: `min_tiles` / `max_tiles` (the image processor's min_patches / max_patches), `tile` (its
+size, 448) and `tile_tokens` (the processor's image_seq_length, 256 = (448 / 14 * 0.5)^2: a square
+grid of `sqrt(tile_tokens)` tokens per tile side, each covering tile / sqrt(tile_tokens) px). A
+checkpoint (or linebench's tiny InternVL, `internvl:max_tiles=6:tile=112:tile_tokens=16`) that
+changes them has its layout from the same code.
 """
 
 from __future__ import annotations
+
+import math
 
 from ..errors import UsageError
 from .base import image_grid, register
@@ -54,11 +62,11 @@ def optimal_tiled_canvas(width: int, height: int, min_tiles: int, max_tiles: int
     return best
 
 
-def tile_arrangement(canvas: tuple[int, int], min_tiles: int, max_tiles: int) -> tuple[int, int]:
+def tile_arrangement(canvas: tuple[int, int], min_tiles: int, max_tiles: int, tile: int = TILE) -> tuple[int, int]:
     """(cols, rows) of the tiles the processor cuts; (1, 1) when it does not tile."""
     if max_tiles <= 1:  # GotOcr2ImageProcessor: `crop_to_patches and max_patches > 1`
         return (1, 1)
-    return optimal_tiled_canvas(canvas[0], canvas[1], min_tiles, max_tiles)
+    return optimal_tiled_canvas(canvas[0], canvas[1], min_tiles, max_tiles, tile)
 
 
 @register(
@@ -68,23 +76,27 @@ def tile_arrangement(canvas: tuple[int, int], min_tiles: int, max_tiles: int) ->
     "(OpenGVLab/InternVL3-*-hf)",
     min_tiles=1,
     max_tiles=12,
+    tile=TILE,
+    tile_tokens=(TILE // PATCH // DOWNSAMPLE) ** 2,
 )
-def internvl(canvas, min_tiles, max_tiles):
+def internvl(canvas, min_tiles, max_tiles, tile, tile_tokens):
     if not (1 <= min_tiles <= MAX_TILES and 1 <= max_tiles <= MAX_TILES):
         raise UsageError(f"internvl: min_tiles and max_tiles must be within 1..{MAX_TILES}, got {min_tiles}, {max_tiles}")
-    n = TILE // PATCH // DOWNSAMPLE  # 16 tokens per side
-    cell = PATCH * DOWNSAMPLE  # 28 tile px per token
-    cols, rows = tile_arrangement(canvas, min_tiles, max_tiles)
+    n = math.isqrt(max(tile_tokens, 0))  # 16 tokens per side
+    if tile < 1 or n < 1 or n * n != tile_tokens or n > tile:
+        raise UsageError(f"internvl: tile_tokens must be a square number of at most tile^2 tokens (256 for 448 px tiles), got tile={tile}, tile_tokens={tile_tokens}")
+    cell = tile / n  # 28 tile px per token
+    cols, rows = tile_arrangement(canvas, min_tiles, max_tiles, tile)
     if cols * rows == 1:
-        return [image_grid(n, n, cell, canvas=canvas, resized=(TILE, TILE), label="image", before=START)], END
-    resized = (TILE * cols, TILE * rows)
+        return [image_grid(n, n, cell, canvas=canvas, resized=(tile, tile), label="image", before=START)], END
+    resized = (tile * cols, tile * rows)
     grids = [
         image_grid(
-            n, n, cell, canvas=canvas, resized=resized, start=(c * TILE, r * TILE),
+            n, n, cell, canvas=canvas, resized=resized, start=(c * tile, r * tile),
             label=f"tile {r + 1},{c + 1}", before=START if (r, c) == (0, 0) else "",
         )
         for r in range(rows)
         for c in range(cols)
     ]
-    grids.append(image_grid(n, n, cell, canvas=canvas, resized=(TILE, TILE), label="thumbnail"))
+    grids.append(image_grid(n, n, cell, canvas=canvas, resized=(tile, tile), label="thumbnail"))
     return grids, END

@@ -40,6 +40,12 @@ the features around the centre of that share). Newlines follow the rows of the r
 This is the single-image path (`batch_num_images` 1); several images in one prompt are not tiled.
 
 Neither prompt wraps the image tokens in start/end tokens (they replace one `<image>`).
+
+Parameters: `crop` (the vision tower's input side: the processor's crop / size, 336 or 384) and
+`patch` (its patch, 14); the pinpoints are each checkpoint's grid of crops scaled to `crop`
+(`pinpoints(name, crop)`: LLaVA-NeXT's 1x2, 2x1, 2x2, 3x1, 1x3 crops, OneVision's 1..6 x 1..6).
+linebench's tiny models use small crops (`llava-next:crop=56`, `llava-onevision:crop=58`) through
+the same code.
 """
 
 from __future__ import annotations
@@ -102,6 +108,22 @@ def feature_edges(n_crops: int, crop: int, patch: int) -> np.ndarray:
     return e
 
 
+NEXT_GRID = tuple((h // NEXT_CROP, w // NEXT_CROP) for h, w in NEXT_PINPOINTS)  # (rows, cols) of crops
+OV_GRID = tuple((h // OV_CROP, w // OV_CROP) for h, w in OV_PINPOINTS)
+
+
+def pinpoints(name: str, crop: int) -> tuple[tuple[int, int], ...]:
+    """The (height, width) pinpoints of profile `name` ("llava-next" / "llava-onevision") for crops of
+    `crop` px: the checkpoint's grid of crops, scaled."""
+    grid = NEXT_GRID if name == "llava-next" else OV_GRID
+    return tuple((crop * r, crop * c) for r, c in grid)
+
+
+def _check(name, crop, patch):
+    if not (1 <= patch <= crop):
+        raise UsageError(f"{name}: needs 1 <= patch <= crop, got crop={crop}, patch={patch}")
+
+
 def _anyres(canvas, pinpoints, crop, patch, anyres_max=None):
     w, h = canvas
     n = crop // patch
@@ -134,9 +156,12 @@ def _anyres(canvas, pinpoints, crop, patch, anyres_max=None):
     summary="LLaVA-NeXT (v1.6): base 336 (24x24) + anyres 336 crops unpadded, newline per row",
     source="transformers LlavaNextImageProcessor (get_image_patches) + LlavaNextModel.pack_image_features "
     "(unpad_image, image_newline); llava-hf/llava-v1.6-mistral-7b-hf",
+    crop=NEXT_CROP,
+    patch=NEXT_PATCH,
 )
-def llava_next(canvas):
-    return _anyres(canvas, NEXT_PINPOINTS, NEXT_CROP, NEXT_PATCH)
+def llava_next(canvas, crop, patch):
+    _check("llava-next", crop, patch)
+    return _anyres(canvas, pinpoints("llava-next", crop), crop, patch)
 
 
 @register(
@@ -145,8 +170,11 @@ def llava_next(canvas):
     source="transformers LlavaOnevisionImageProcessor (get_image_patches) + LlavaOnevisionModel.pack_image_features "
     "(unpad_image, vision_aspect_ratio, image_newline); llava-hf/llava-onevision-qwen2-7b-ov-hf",
     anyres_max=9,
+    crop=OV_CROP,
+    patch=OV_PATCH,
 )
-def llava_onevision(canvas, anyres_max):
+def llava_onevision(canvas, anyres_max, crop, patch):
     if anyres_max < 1:
         raise UsageError(f"anyres_max must be >= 1, got {anyres_max}")
-    return _anyres(canvas, OV_PINPOINTS, OV_CROP, OV_PATCH, anyres_max)
+    _check("llava-onevision", crop, patch)
+    return _anyres(canvas, pinpoints("llava-onevision", crop), crop, patch, anyres_max)
