@@ -7,4 +7,4 @@ transformers processor and model code it follows and the checkpoint config value
 """
 
 # import order = listing order (`linebench grids`)
-from . import llava, llava_next, qwen, internvl, gemma, idefics, molmo, glm, mistral  # noqa: F401, I001
+from . import llava, llava_next, qwen, internvl, gemma, idefics, molmo, glm, mistral, lfm2  # noqa: F401, I001
