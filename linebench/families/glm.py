@@ -78,5 +78,5 @@ register(Family(
     name="glm-4.1v", label="GLM-4.1V", model_types=("glm4v",), processors=("Glm4vProcessor", "TinyGlm4vProcessor"), profile=profile,
     build_tiny=build_tiny, load_processor=load_processor, order=60,
     checked="maps = image tokens on 3 canvases (GLM smart_resize, tests/test_profiles_glm.py); KLAL = eager reference (mRoPE, partial rotary); "
-    "train, LoRA, resume, eval --attention (tests/test_families.py)",
+    "train, LoRA, resume, eval --attention (tests/test_families.py); 2-D mRoPE positions of the image tokens in training batches (tests/test_family_glm.py)",
 ))  # fmt: skip

@@ -94,5 +94,6 @@ register(Family(
     name="mistral-3", label="Mistral 3", model_types=("mistral3",), processors=("PixtralProcessor",), profile=profile,
     build_tiny=build_tiny, load_processor=load_processor, order=70,
     checked="maps = [IMG] tokens on 3 canvases, one run per row ([IMG_BREAK] between, tests/test_profiles_mistral.py); "
-    "KLAL = eager reference; train, LoRA, resume, eval --attention (tests/test_families.py)",
+    "KLAL = eager reference over exactly the [IMG] tokens, 2 images per sample (tests/test_family_mistral.py); "
+    "train, LoRA, resume, eval --attention (tests/test_families.py)",
 ))  # fmt: skip
