@@ -121,13 +121,15 @@ def attention_metrics(
                         qa = np.clip(q[r, :n].astype(np.float64), 1e-30, None)
                         nz = p > 0
                         k_ = float((p[nz] * (np.log(p[nz]) - np.log(qa[nz]))).sum())
-                        mask = target_tokens({"geometry": examples[b]["geometry"]}, profile)
-                        r_ = float(qa[mask].mean() / qa.mean()) if mask.any() else math.nan
+                        lay = collator._layout(examples[b])
+                        qv = qa[lay.placeholder_index() >= 0]  # the map's tokens (LLaVA-NeXT's newline tokens left out)
+                        mask = target_tokens({"geometry": examples[b]["geometry"]}, lay)
+                        r_ = float(qv[mask].mean() / qv.mean()) if mask.any() else math.nan
                         kl.setdefault(layer, []).append(k_)
                         ratio.setdefault(layer, []).append(r_)
                         per_row[b]["kl"].append(k_)
                         per_row[b]["ratio"].append(r_)
-                        mean_q[b] = mean_q.get(b, 0) + qa / len(cap.attention)
+                        mean_q[b] = mean_q.get(b, 0) + qv / len(cap.attention)
                 detail += per_row.values()
                 for b, q in mean_q.items():
                     if keep and examples[b].get("id") in keep:

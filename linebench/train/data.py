@@ -100,8 +100,8 @@ class KLALCollator:
             return batch
         targets = []
         for b, ex in enumerate(examples):
-            values = row_map(ex, self.profile, self.map_params)
             lay = self._layout(ex)
+            values = lay.expand(row_map(ex, self.profile, self.map_params))  # one value per image token: P = 0 at newline tokens
             placed = int((batch["input_ids"][b] == self.image_token_id).sum()) if self.image_token_id is not None else None
             if placed is not None and placed != lay.num_placeholders:
                 raise UsageError(
