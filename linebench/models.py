@@ -67,7 +67,9 @@ def load_processor(folder: Path):
         else:
             try:
                 processor = AutoProcessor.from_pretrained(folder)
-            except ImportError as e:
+            except (ImportError, ValueError) as e:  # transformers 5.2x: "requires `torchvision`" is a ValueError (InternVL's video processor)
+                if isinstance(e, ValueError) and "torchvision" not in str(e):
+                    raise
                 model_type = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type")
                 family = for_model_type(model_type, f"{folder}: ")
                 if family.load_processor is None:

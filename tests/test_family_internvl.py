@@ -123,3 +123,17 @@ def test_processor_saves_and_loads_without_a_video_processor(folder, tmp_path):
     (tmp_path / "processor_config.json").unlink()  # a folder without it: the model config's image_seq_length
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl", "image_seq_length": 16}))
     assert fam.load_processor(tmp_path).image_seq_length == 16
+
+
+def test_a_saved_checkpoint_folder_loads_its_processor(folder, tmp_path):
+    """A folder with the model and its processor but no tiny mark (a trained run's model/, or a real
+    InternVL3-*-hf checkpoint): AutoProcessor wants InternVL's video processor, which needs
+    torchvision (a ValueError in transformers 5.2x); the family's loader reads it instead."""
+    from transformers import AutoModelForImageTextToText
+
+    from linebench.models import load_processor
+
+    AutoModelForImageTextToText.from_pretrained(folder).save_pretrained(tmp_path)
+    tiny.load_processor(folder).save_pretrained(tmp_path)
+    proc = load_processor(tmp_path)
+    assert FAMILY.profile(proc) == "internvl:max_tiles=6:tile=112:tile_tokens=16"
