@@ -29,7 +29,6 @@ from profile_util import CANVASES, assert_marker_lands, clear_positions, marker_
 
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
-from PIL import Image  # noqa: E402
 
 RADIUS = 4.0
 ODD = [(20, 30), (13, 500), (3000, 2000), (4000, 60), (60, 1500), (1024, 1024), (1500, 1000), (723, 724), (2000, 500)]
