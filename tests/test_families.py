@@ -72,9 +72,12 @@ def eager_reference(model, batch, image_token_id, layers, format_ids, special_id
     ref.set_attn_implementation("eager")
     inputs = {k: v for k, v in batch.items() if not k.startswith("klal_")}
     out = ref(**inputs, output_attentions=True)
+    # one entry per softmax-attention layer: linear-attention layers (Qwen3.5's Gated DeltaNet) record none
+    full = [i for i, block in enumerate(ref.get_decoder().layers) if getattr(block, "self_attn", None) is not None]
+    assert len(out.attentions) == len(full)
     per_layer = []
     for layer in layers:
-        attn = out.attentions[layer]
+        attn = out.attentions[full.index(layer)]
         samples = []
         for b in range(batch["input_ids"].shape[0]):
             ids = batch["input_ids"][b].tolist()
@@ -131,7 +134,16 @@ def test_captured_klal_equals_the_eager_reference(name, cache, canvases):
     assert layers, "no layer supervised"
     expected, ref = eager_reference(model, batch, collator.image_token_id, layers, fmt, special)
     assert abs(cap.loss.item() - expected.item()) < 1e-4 * max(1.0, expected.item()) and expected.item() > 0
-    assert_same_grads(grads(cap.loss, model), grads(expected, ref), rtol=1e-3)
+    # linear-attention parameters (Qwen3.5) reach KLAL through a chunked recurrence whose sums cancel:
+    # the op's fp32 rounding is ~2e-5 of their largest gradient there, so they get 1e-4 of it
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    g_cap, g_ref = grads(cap.loss, model), grads(expected, ref)
+    linear = {i for i, n in enumerate(names) if ".linear_attn." in n}
+    assert_same_grads(*([g for i, g in enumerate(gs) if i not in linear] for gs in (g_cap, g_ref)), rtol=1e-3)
+    for i in sorted(linear):
+        assert (g_cap[i] is None) == (g_ref[i] is None), names[i]
+        if g_ref[i] is not None:
+            torch.testing.assert_close(g_cap[i], g_ref[i], rtol=1e-3, atol=1e-4 * float(g_ref[i].abs().max()) + 1e-9)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -121,7 +121,7 @@ def attention_metrics(
                         qa = np.clip(q[r, :n].astype(np.float64), 1e-30, None)
                         nz = p > 0
                         k_ = float((p[nz] * (np.log(p[nz]) - np.log(qa[nz]))).sum())
-                        lay = collator._layout(examples[b])
+                        lay = collator.layout(examples[b])
                         qv = qa[lay.placeholder_index() >= 0]  # the map's tokens (LLaVA-NeXT's newline tokens left out)
                         mask = target_tokens({"geometry": examples[b]["geometry"]}, lay)
                         r_ = float(qv[mask].mean() / qv.mean()) if mask.any() else math.nan

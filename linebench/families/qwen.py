@@ -46,7 +46,7 @@ def processor_class(base=None):
     return TinyQwen2_5_VLProcessor
 
 
-def _loader(base_name: str):
+def loader(base_name: str):
     def load_processor(folder: Path):
         """The processor from its image processor and tokenizer (no video processor, no torchvision)."""
         import transformers
@@ -59,7 +59,7 @@ def _loader(base_name: str):
     return load_processor
 
 
-load_processor = _loader("Qwen2_5_VLProcessor")
+load_processor = loader("Qwen2_5_VLProcessor")
 
 
 def build_tiny():
@@ -111,6 +111,6 @@ def build_tiny_qwen2_vl():
 
 register(Family(
     name="qwen2-vl", label="Qwen2-VL", model_types=("qwen2_vl",), processors=("Qwen2VLProcessor", "TinyQwen2VLProcessor"), profile=_profile("qwen2-vl"),
-    build_tiny=build_tiny_qwen2_vl, load_processor=_loader("Qwen2VLProcessor"), order=21,
+    build_tiny=build_tiny_qwen2_vl, load_processor=loader("Qwen2VLProcessor"), order=21,
     checked="maps = image tokens on 3 canvases; KLAL = eager reference; train, LoRA, resume, eval --attention (tests/test_families.py)",
 ))  # fmt: skip

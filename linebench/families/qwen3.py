@@ -9,12 +9,11 @@ image processor, so its map profile is Qwen3-VL's (`qwen3-vl`). Its decoder has 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..errors import UsageError
 from ..grids import layout
 from .base import SIDE, Family, register, small_text, tokenizer
-from .qwen import processor_class
+from .qwen import loader, processor_class
 
 PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 PATCH3 = 16  # Qwen3-VL / Qwen3.5 vision patch (Qwen2.5-VL's is 14)
@@ -32,14 +31,7 @@ def profile(processor) -> str:
     return layout(f"qwen3-vl:min_pixels={int(lo)}:max_pixels={int(hi)}", (448, 448)).profile
 
 
-def load_processor(folder: Path):
-    """Qwen3VLProcessor from its image processor and tokenizer (no video processor: transformers'
-    needs torchvision, and images never use it)."""
-    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen3VLProcessor
-
-    tok = AutoTokenizer.from_pretrained(folder)
-    image_proc = Qwen2VLImageProcessorPil.from_pretrained(folder)
-    return processor_class(Qwen3VLProcessor)(image_processor=image_proc, tokenizer=tok, video_processor=None, chat_template=tok.chat_template)
+load_processor = loader("Qwen3VLProcessor")  # Qwen3VLProcessor without a video processor (no torchvision)
 
 
 def _tiny_parts():

@@ -100,7 +100,7 @@ class KLALCollator:
             return batch
         targets = []
         for b, ex in enumerate(examples):
-            lay = self._layout(ex)
+            lay = self.layout(ex)
             values = lay.expand(row_map(ex, self.profile, self.map_params))  # one value per image token: P = 0 at newline tokens
             placed = int((batch["input_ids"][b] == self.image_token_id).sum()) if self.image_token_id is not None else None
             if placed is not None and placed != lay.num_placeholders:
@@ -113,6 +113,7 @@ class KLALCollator:
         batch["klal_ids"] = [str(ex.get("id", "")) for ex in examples]
         return batch
 
-    def _layout(self, example) -> Layout:
+    def layout(self, example) -> Layout:
+        """The layout of this example's image for the collator's profile (its canvas from the stored geometry)."""
         canvas = _json(example["geometry"])["canvas"]
         return make_layout(self.profile, (int(canvas[0]), int(canvas[1])))
