@@ -303,7 +303,8 @@ class KLALCapture:
         # layers whose attention KLAL cannot read: layer -> why (linear attention has no softmax over
         # keys; a sliding window that does not reach the image is added per batch, in _layer)
         self.left_out: dict[int, str] = {
-            i: "linear attention (no attention over the image to supervise)" for i, block in enumerate(blocks) if _attention_of(block) is None
+            i: "no softmax attention (linear attention or a short convolution): nothing over the image to supervise"
+            for i, block in enumerate(blocks) if _attention_of(block) is None
         }
         self.layers = parse_layers(layers, len(blocks))
         if all(i in self.left_out for i in self.layers):
