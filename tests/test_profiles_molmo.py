@@ -107,6 +107,25 @@ def test_molmo2_max_crops_is_a_parameter(max_crops):
         layout("molmo2:max_crops=0", canvas)
 
 
+@pytest.mark.parametrize("canvas", [(224, 224), (640, 480), (480, 640), (1000, 300), (60, 90)])
+def test_molmo2_crop_is_a_parameter(canvas):
+    """Another crop size (the tiny Molmo2's 182 px: 13 patches, odd as 378's 27): counts, grids and the
+    markers' tokens still follow the processor."""
+    lay = layout("molmo2:crop=182:max_crops=6", canvas)
+    proc = molmo2_processor(max_crops=6, crop=182)
+    out = proc(images=[Image.new("RGB", canvas)], return_tensors="np")
+    low, high = lay.grids
+    assert out["image_grids"][0].tolist() == [*low.shape, *high.shape] and low.shape == (7, 7)
+    assert lay.num_tokens == out["image_token_pooling"].shape[0] == proc.get_number_of_image_patches(canvas[1], canvas[0])
+    for c in clear_positions(lay, 2, RADIUS, seed=sum(canvas) % 1000 + 2):
+        out = proc(images=[marker_image(canvas, c, RADIUS)], return_tensors="np")
+        assert_marker_lands(lay, split_grids(lay, token_brightness(out)), c, RADIUS)
+    with pytest.raises(UsageError, match="crop"):
+        layout("molmo2:crop=100", canvas)  # not whole patches
+    with pytest.raises(UsageError, match="crop"):
+        layout("molmo2:crop=112", canvas)  # 8 patches: all margin
+
+
 SPECIAL = ["<im_patch>", "<im_col>", "<im_start>", "<low_res_im_start>", "<frame_start>", "<im_end>", "<frame_end>", "<im_low>", "<|image|>", "<|video|>", "<|endoftext|>"]
 
 

@@ -15,7 +15,8 @@ first.
 `select_tiling`, `compute_crop_geometry`, `_build_overlapping_crops`, `arange_for_pooling`) and
 `Molmo2Processor.replace_image_token` (processing_molmo2.py), with the values in the preprocessor_config.json
 of allenai/Molmo2-8B and allenai/Molmo2-4B: size 378x378, patch 14, pooling [2, 2], overlap_margins [4, 4],
-max_crops 8. Both resizes stretch (the aspect ratio is not kept). 378 px is 27 patches, an odd number, so
+max_crops 8 (the profile's `crop` and `max_crops`: the image processor's `size` and `max_crops`). Both
+resizes stretch (the aspect ratio is not kept). 378 px is 27 patches, an odd number, so
 `arange_for_pooling` pads the last pooled row and column with an empty slot (padding goes after: pad // 2
 before): the last token of each row/column sees one 14 px patch; the edges here stop at the image.
 Low-res: 14 x 14 = 196 tokens. High-res: ceil((19 th + 8) / 2) x ceil((19 tw + 8) / 2) tokens.
@@ -104,14 +105,22 @@ def _max_crops(max_crops: int) -> int:
     return max_crops
 
 
+def _crop(crop: int) -> int:
+    """A crop of S px: whole 14 px patches, more of them than the two overlap margins take."""
+    if crop % PATCH or crop // PATCH <= sum(MARGINS):
+        raise UsageError(f"crop must be a multiple of {PATCH} px above {sum(MARGINS) * PATCH} (the overlap margins), got {crop}")
+    return crop
+
+
 @register(
     "molmo2",
-    summary="Molmo2: low-res 378x378 + overlapping 378 px crops (up to max_crops) stitched, 14 px patches pooled 2x2",
+    summary="Molmo2: low-res crop x crop + overlapping crop px crops (up to max_crops) stitched, 14 px patches pooled 2x2",
     source="transformers Molmo2ImageProcessor + Molmo2Processor.replace_image_token (allenai/Molmo2-8B)",
+    crop=378,
     max_crops=8,
 )
-def molmo2(canvas, max_crops):
-    crop = 378
+def molmo2(canvas, crop, max_crops):
+    crop = _crop(crop)  # the image processor's size (square); the checkpoints' 378
     th, tw, ch, cw = crop_canvas(canvas, crop, _max_crops(max_crops))
     low = _pooled_grid(canvas, (crop, crop), (crop, crop), label="low-res", before="<low_res_im_start>")
     # the high-res tokens follow the low-res view's <im_end>; each high-res row ends with <im_col> (text)
