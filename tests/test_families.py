@@ -100,8 +100,13 @@ def eager_reference(model, batch, image_token_id, layers, format_ids, special_id
 def test_maps_line_up_on_every_canvas(name, cache, canvases):
     from linebench.train.data import KLALCollator, as_example
 
-    proc = tiny.load_processor(tiny.cached(REGISTRY[name].tiny_name))
-    collator = KLALCollator(proc)
+    from transformers import AutoConfig
+
+    from linebench.train.capture import image_token_of
+
+    folder = tiny.cached(REGISTRY[name].tiny_name)
+    proc = tiny.load_processor(folder)
+    collator = KLALCollator(proc, image_token_id=image_token_of(AutoConfig.from_pretrained(folder)))
     for w, h in CANVASES:
         examples = [as_example(r) for r in _rows(canvases / f"{w}x{h}")[:2]]
         batch = collator(examples)  # raises (one line naming the row) when a map and the image tokens disagree
@@ -123,7 +128,9 @@ def test_captured_klal_equals_the_eager_reference(name, cache, canvases):
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).train()
     proc = tiny.load_processor(folder)
-    collator = KLALCollator(proc)
+    from linebench.train.capture import image_token_of
+
+    collator = KLALCollator(proc, image_token_id=image_token_of(model))
     batch = collator([as_example(r) for r in _rows(canvases / "640x480")[:2]])
     fmt = format_token_ids(proc.tokenizer)
     special = set(proc.tokenizer.all_special_ids)

@@ -12,9 +12,6 @@
   and its gradients equal the eager reference over the layers kept.
 - Each family's map profile is read from its processor (the tiny one and a checkpoint-like one).
 - PaliGemma is listed but refused in one line, and the reason holds: TRL's collator cannot batch it.
-
-Gemma 3's tests run once its family is unblocked (linebench.families.gemma.GEMMA3_BLOCKED: the collator
-counts Gemma3Processor.image_token_id, <start_of_image>); until then FAMILIES holds Gemma 4 only.
 """
 
 from __future__ import annotations
@@ -73,10 +70,12 @@ def load(name):
     return model, tiny.load_processor(folder)
 
 
-def collate(proc, rows, suffix=""):
+def collate(proc, rows, suffix="", model=None):
+    from linebench.train.capture import image_token_of
     from linebench.train.data import KLALCollator, as_example
 
-    return KLALCollator(proc)([as_example(r, question_suffix=suffix) for r in rows])
+    token = image_token_of(model) if model is not None else None  # the model's image token (Gemma 3's processor names its placeholder)
+    return KLALCollator(proc, image_token_id=token)([as_example(r, question_suffix=suffix) for r in rows])
 
 
 def inputs(batch):
@@ -116,7 +115,7 @@ def bidirectional_layers(model) -> list[bool]:
 @pytest.mark.parametrize("name", FAMILIES)
 def test_bidirectional_image_attention_and_klal_equals_eager(name, cache, rows):
     model, proc = load(name)
-    batch = collate(proc, rows)
+    batch = collate(proc, rows, model=model)
     types = batch.get("token_type_ids", batch.get("mm_token_type_ids"))
     image_id = model.config.image_token_id
     assert types is not None and torch.equal(types.bool(), batch["input_ids"] == image_id)  # the collator keeps the marks the mask is built from
@@ -168,11 +167,11 @@ def test_sliding_layer_left_out_exactly_when_its_window_misses_the_image(name, c
     from linebench.train import format_token_ids
 
     fmt, special = format_token_ids(proc.tokenizer), set(proc.tokenizer.all_special_ids)
-    base = farthest(collate(proc, rows), special, fmt)
+    base = farthest(collate(proc, rows, model=model), special, fmt)
     assert base < window - 2  # the tiny model's window reaches the image on ordinary rows
     seen = set()
     for extra in (window - base - 2, window - base - 1, window - base, window - base + 1):  # " the" is one token
-        batch = collate(proc, rows, " the" * extra)
+        batch = collate(proc, rows, " the" * extra, model=model)
         far = farthest(batch, special, fmt)
         assert far == base + extra
         cap, fmt, special, notices = capture(model, proc, batch)

@@ -43,6 +43,8 @@ def generate_batches(model, processor, rows: Sequence[Mapping[str, Any]], *, bat
     side = tok.padding_side
     tok.padding_side = "left"
     device = next(model.parameters()).device
+    was_training = model.training  # evaluation during training: no dropout, and inference-mode inputs (Molmo2 refuses others)
+    model.eval()
     try:
         for chunk in _chunks(list(rows), batch_size):
             t0 = time.perf_counter()
@@ -69,6 +71,7 @@ def generate_batches(model, processor, rows: Sequence[Mapping[str, Any]], *, bat
             yield chunk, answers, meta
     finally:
         tok.padding_side = side
+        model.train(was_training)
 
 
 def generate(model, processor, rows: Sequence[Mapping[str, Any]], *, batch_size: int = 8, max_new_tokens: int = 16, question_suffix: str = "") -> list[str]:
@@ -85,10 +88,10 @@ def attention_metrics(
     (`attention[id]`: Q averaged over the layers, in token order) for pictures."""
     import torch
 
-    from ..train.capture import KLALCapture, capture_of, format_token_ids
+    from ..train.capture import KLALCapture, capture_of, format_token_ids, image_token_of
 
     profile = profile or map_profile(processor)
-    collator = KLALCollator(processor, profile)
+    collator = KLALCollator(processor, profile, image_token_id=image_token_of(model))
     device = next(model.parameters()).device
     own = capture_of(model)
     cap = own or KLALCapture(model, layers="all", backend="torch", special_ids=processor.tokenizer.all_special_ids,

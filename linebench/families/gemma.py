@@ -1,9 +1,9 @@
 """Gemma 3 (`Gemma3ForConditionalGeneration`), Gemma 4 (`Gemma4ForConditionalGeneration`) and PaliGemma
 (`PaliGemmaForConditionalGeneration`, listed: it cannot go through TRL's collator).
 
-Gemma 3 (listed, refused until linebench's collator counts its soft tokens: see GEMMA3_BLOCKED; the
-tiny model and the tests are ready): SigLIP at a fixed square size, patches average-pooled to `mm_tokens_per_image` soft tokens
-(`<start_of_image>` + `<image_soft_token>` * n + `<end_of_image>` in input_ids). Its decoder mixes
+Gemma 3: SigLIP at a fixed square size, patches average-pooled to `mm_tokens_per_image` soft tokens
+(`<start_of_image>` + `<image_soft_token>` * n + `<end_of_image>` in input_ids; the collator counts the
+model's image token, `<image_soft_token>`, not the processor's `<start_of_image>` placeholder). Its decoder mixes
 sliding-window and full-attention layers; image tokens attend to each other bidirectionally
 (`token_type_ids`), the text causally. The answer's queries follow the image, so KLAL reads the same
 rows as in a causal model; a sliding layer whose window does not reach the image from those queries is
@@ -189,21 +189,11 @@ PALIGEMMA_WHY = (
 )
 
 
-# linebench/train/data.py's KLALCollator counts `processor.image_token_id` in input_ids, which Gemma3Processor
-# sets to <start_of_image> (the placeholder it expands), one per image, instead of the <image_soft_token>s
-# the model reads (Gemma3Config.image_token_id): every Gemma 3 row stops with "the processor put 1 image
-# tokens in input_ids". "" once the collator counts the tokenizer's named image token (proposed change);
-# then the family registers its tiny model and its tests run (all pass with the change).
-GEMMA3_BLOCKED = (
-    "linebench's collator counts Gemma3Processor.image_token_id, which is <start_of_image> (one per image), not the "
-    "<image_soft_token>s the model reads, so no map lines up with the image tokens (a collator fix is pending)"
-)
-
 CHECKED = "maps = image tokens on 3 canvases; KLAL = eager reference; train, LoRA, resume, eval --attention (tests/test_families.py, tests/test_family_gemma.py)"
 
 register(Family(
     name="gemma-3", label="Gemma 3", model_types=("gemma3",), processors=("Gemma3Processor",), profile=gemma3_profile,
-    build_tiny=None if GEMMA3_BLOCKED else build_gemma3, order=50, unsupported=GEMMA3_BLOCKED,
+    build_tiny=build_gemma3, order=50,
     checked=CHECKED.replace("tests/test_family_gemma.py", "tests/test_family_gemma.py: bidirectional image attention, a sliding layer left out only when its window misses the image"),
 ))  # fmt: skip
 register(Family(

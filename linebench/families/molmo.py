@@ -12,8 +12,8 @@ not installed, `Molmo2ImageProcessorTorch` does those two with the same torch op
 them); the tiling, the crops, the patch order and the pooling indices stay transformers' code. The tiny
 model and `load_processor` use it; a real checkpoint loads with AutoProcessor where torchvision is.
 
-Listed, and refused, until linebench's collator counts the token the model fills (see MOLMO2_BLOCKED):
-the tiny model (`build_tiny`) and tests/test_family_molmo.py are ready and pass.
+The collator counts the token the model fills with image features (`<im_patch>`, the config's
+image_token_id), not the processor's `<|image|>` placeholder.
 """
 
 from __future__ import annotations
@@ -123,18 +123,9 @@ def build_tiny():
     return Molmo2ForConditionalGeneration(cfg), proc
 
 
-# "" once (1) the collator counts the token the model fills with image features (the model config's
-# image_token_id, here image_patch_id = <im_patch>, as the capture does) instead of the processor's
-# image_token_id, and (2) the hf evaluation generates in eval mode: then the family registers its tiny model
-# and tests/test_families.py runs on it (all pass with both changes; tests/test_family_molmo.py passes now).
-MOLMO2_BLOCKED = (
-    "linebench's collator counts Molmo2Processor.image_token_id, the <|image|> placeholder the processor expands away, not the "
-    "<im_patch> tokens the model fills (config image_patch_id), so no map lines up with the image tokens (a collator fix is pending)"
-)
-
 register(Family(
     name="molmo2", label="Molmo2", model_types=("molmo2",), processors=("Molmo2Processor", "TinyMolmo2Processor"), profile=profile,
-    build_tiny=None if MOLMO2_BLOCKED else build_tiny, load_processor=load_processor, order=80, unsupported=MOLMO2_BLOCKED,
+    build_tiny=build_tiny, load_processor=load_processor, order=80,
     checked="maps = image tokens (low-res + stitched crops: <im_patch> runs split by <im_col>); KLAL = eager reference over exactly "
             "the <im_patch> tokens; train, LoRA, resume, eval --attention (tests/test_families.py, tests/test_family_molmo.py)",
 ))  # fmt: skip

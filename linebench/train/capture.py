@@ -83,6 +83,15 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     return out
 
 
+def image_token_of(model) -> int | None:
+    """The token the model fills with image features, from its config (a model or a config;
+    `image_token_id`, or the older `image_token_index`): not always the processor's `image_token_id`,
+    which for Gemma 3 and Molmo2 is the placeholder the processor expands into the image's tokens."""
+    config = getattr(model, "config", model)
+    token = getattr(config, "image_token_id", None)
+    return getattr(config, "image_token_index", None) if token is None else token
+
+
 def capture_of(model) -> "KLALCapture | None":
     """The live capture installed on `model`'s decoder, if any."""
     try:
@@ -319,9 +328,7 @@ class KLALCapture:
             module._linebench_base = base
         text_key = next((k for k in getattr(model.config, "sub_configs", {}) if k == "text_config"), None)
         model.set_attn_implementation({text_key: IMPL} if text_key else IMPL)
-        self.image_token_id = getattr(model.config, "image_token_id", None)
-        if self.image_token_id is None:
-            self.image_token_id = getattr(model.config, "image_token_index", None)
+        self.image_token_id = image_token_of(model)
         self._group: _Group | None = None  # the rows of the batch being run
         self._replay: _Group | None = None  # the rows of the last batch, for checkpointed recomputation
         self._supervised = False

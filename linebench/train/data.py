@@ -78,7 +78,10 @@ class KLALCollator:
     geometry for `profile` (default: from the processor); `maps=False` gives TRL's batches as they
     are (the NTP-only baseline sees exactly the same inputs otherwise)."""
 
-    def __init__(self, processor, profile: str | None = None, *, max_length: int | None = None, map_params=None, maps: bool = True, pad_to_multiple_of=None):
+    def __init__(
+        self, processor, profile: str | None = None, *, max_length: int | None = None, map_params=None, maps: bool = True,
+        pad_to_multiple_of=None, image_token_id: int | None = None,
+    ):  # fmt: skip
         from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
         self.processor = processor
@@ -86,7 +89,9 @@ class KLALCollator:
         self.map_params = map_params
         self.maps = maps
         self.inner = DataCollatorForVisionLanguageModeling(processor, max_length=max_length, completion_only_loss=True, pad_to_multiple_of=pad_to_multiple_of)
-        cfg_token = getattr(processor, "image_token_id", None)
+        # the token the model fills with image features: give the model's (`capture.image_token_of(model)`);
+        # else the processor's, which for Gemma 3 and Molmo2 is the placeholder it expands away
+        cfg_token = image_token_id if image_token_id is not None else getattr(processor, "image_token_id", None)
         if cfg_token is None:
             tok = getattr(processor, "image_token", None)
             cfg_token = processor.tokenizer.convert_tokens_to_ids(tok) if tok else None

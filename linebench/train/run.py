@@ -172,6 +172,7 @@ def _run(opts: TrainOptions, state, main: bool, out: Path, folder: Path, canvas,
 
     from ..evaluate.diagnostics import describe, layer_mean
     from ..evaluate.hf import evaluate
+    from .capture import image_token_of
     from .data import KLALCollator, examples_transform, map_profile
     from .trainer import KLALTrainer
 
@@ -189,11 +190,12 @@ def _run(opts: TrainOptions, state, main: bool, out: Path, folder: Path, canvas,
     log(f"model {opts.model} ({type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters), maps {profile}, "
         f"{len(train_ds)} training rows, {len(held)} held out; {'NTP + ' + str(opts.lam) + ' x KLAL' if opts.klal else 'NTP only'}")
 
-    collator = KLALCollator(processor, profile, max_length=opts.max_length, map_params=opts.map_params or None, maps=opts.klal)
+    image_token = image_token_of(model)
+    collator = KLALCollator(processor, profile, max_length=opts.max_length, map_params=opts.map_params or None, maps=opts.klal, image_token_id=image_token)
     # Before training: the first batch's maps against the image tokens the processor put in
     # input_ids (a mismatch stops here, naming the row), for the NTP-only baseline too.
     first = examples_transform()(train_ds[: min(len(train_ds), opts.batch_size)])
-    KLALCollator(processor, profile, max_length=opts.max_length, map_params=opts.map_params or None)(
+    KLALCollator(processor, profile, max_length=opts.max_length, map_params=opts.map_params or None, image_token_id=image_token)(
         [{k: v[i] for k, v in first.items()} for i in range(len(first["prompt"]))]
     )
 
