@@ -15,7 +15,7 @@ from .options import ALL_CORES, MapFloor, MapNeighbour, MapRadius, MapTarget, Wo
 @app.command()
 @friendly
 def train(
-    model: str = typer.Option("tiny", "--model", "-m", help="tiny (a small random-init LLaVA, built locally), tiny-qwen2.5-vl, a checkpoint folder, or a Hub id already in your cache (never downloaded): LLaVA-1.5, Qwen2-VL, Qwen2.5-VL."),
+    model: str = typer.Option("tiny", "--model", "-m", help="tiny (a small random-init LLaVA, built locally), tiny-<family> (e.g. tiny-qwen3-vl, tiny-gemma-3), a checkpoint folder, or a Hub id already in your cache (never downloaded); `linebench models` lists the families."),
     data: Optional[str] = typer.Option(None, "--data", help="A linebench folder or a cached Hub id (linebench/tracing). Default: generate --n rows of --task."),
     task: str = typer.Option("grid_patch", "--task", "-t", help="Task to generate when --data is not given."),
     n: int = typer.Option(2000, "--n", "-n", help="Rows to generate when --data is not given."),
