@@ -73,7 +73,7 @@ def gemma4_size(height: int, width: int, patch_size: int, max_patches: int, pool
     """transformers.models.gemma4.image_processing_pil_gemma4.get_aspect_ratio_preserving_size,
     reproduced exactly: (target height, target width)."""
     total_px = height * width
-    target_px = max_patches * (patch_size**2)
+    target_px = max_patches * (patch_size * patch_size)
     factor = math.sqrt(target_px / total_px)
     ideal_height = factor * height
     ideal_width = factor * width
@@ -82,7 +82,7 @@ def gemma4_size(height: int, width: int, patch_size: int, max_patches: int, pool
     target_width = int(math.floor(ideal_width / side_mult)) * side_mult
     if target_height == 0 and target_width == 0:
         raise UsageError(f"Gemma 4's processor cannot resize a {width}x{height} canvas (it would be 0 x 0 px)")
-    max_side_length = (max_patches // pooling_kernel_size**2) * side_mult
+    max_side_length = (max_patches // (pooling_kernel_size * pooling_kernel_size)) * side_mult
     if target_height == 0:
         target_height = side_mult
         target_width = min(int(math.floor(width / height)) * side_mult, max_side_length)

@@ -77,7 +77,7 @@ def tile_arrangement(canvas: tuple[int, int], min_tiles: int, max_tiles: int, ti
     min_tiles=1,
     max_tiles=12,
     tile=TILE,
-    tile_tokens=(TILE // PATCH // DOWNSAMPLE) ** 2,
+    tile_tokens=(TILE // PATCH // DOWNSAMPLE) * (TILE // PATCH // DOWNSAMPLE),
 )
 def internvl(canvas, min_tiles, max_tiles, tile, tile_tokens):
     if not (1 <= min_tiles <= MAX_TILES and 1 <= max_tiles <= MAX_TILES):

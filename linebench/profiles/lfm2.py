@@ -46,7 +46,7 @@ TOLERANCE = 2.0  # max_pixels_tolerance (a float; every checkpoint has 2.0)
 
 def smart_resize(height: int, width: int, factor: int, min_tokens: int, max_tokens: int) -> tuple[int, int]:
     """`Lfm2VlImageProcessor.smart_resize`, reproduced exactly; -> (height, width) (it returns (w, h))."""
-    min_pixels, max_pixels = min_tokens * factor**2, max_tokens * factor**2
+    min_pixels, max_pixels = min_tokens * factor * factor, max_tokens * factor * factor
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
     if h_bar * w_bar > max_pixels:
@@ -82,7 +82,7 @@ def too_large(height: int, width: int, max_tokens: int, patch: int, factor: int)
     f = patch * factor
     h_bar = max(patch, round(height / f) * f)
     w_bar = max(patch, round(width / f) * f)
-    return h_bar * w_bar > max_tokens * patch**2 * factor**2 * TOLERANCE
+    return h_bar * w_bar > max_tokens * patch * patch * factor * factor * TOLERANCE
 
 
 @register(
