@@ -107,6 +107,7 @@ def test_maps_line_up_on_every_canvas(name, cache, canvases):
     folder = tiny.cached(REGISTRY[name].tiny_name)
     proc = tiny.load_processor(folder)
     collator = KLALCollator(proc, image_token_id=image_token_of(AutoConfig.from_pretrained(folder)))
+    assert KLALCollator(proc).image_token_id == collator.image_token_id  # a user's own TRL script needs no model to count the right token
     for w, h in CANVASES:
         examples = [as_example(r) for r in _rows(canvases / f"{w}x{h}")[:2]]
         batch = collator(examples)  # raises (one line naming the row) when a map and the image tokens disagree

@@ -37,6 +37,7 @@ class Family:
     order: int = 100  # place in the support matrix (lower first)
     unsupported: str = ""  # why linebench cannot train it (then it is listed, and refused in one line)
     map_profile: str = ""  # the map profile's base name when it is not `name` (Qwen3.5 uses Qwen3-VL's)
+    image_token: str = ""  # the token the model fills with image features, when the processor's image_token_id names a placeholder
 
     @property
     def profile_base(self) -> str:

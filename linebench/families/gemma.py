@@ -193,7 +193,7 @@ CHECKED = "maps = image tokens on 3 canvases; KLAL = eager reference; train, LoR
 
 register(Family(
     name="gemma-3", label="Gemma 3", model_types=("gemma3",), processors=("Gemma3Processor",), profile=gemma3_profile,
-    build_tiny=build_gemma3, order=50,
+    build_tiny=build_gemma3, order=50, image_token="<image_soft_token>",
     checked=CHECKED.replace("tests/test_family_gemma.py", "tests/test_family_gemma.py: bidirectional image attention, a sliding layer left out only when its window misses the image"),
 ))  # fmt: skip
 register(Family(

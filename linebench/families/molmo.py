@@ -125,7 +125,7 @@ def build_tiny():
 
 register(Family(
     name="molmo2", label="Molmo2", model_types=("molmo2",), processors=("Molmo2Processor", "TinyMolmo2Processor"), profile=profile,
-    build_tiny=build_tiny, load_processor=load_processor, order=80,
+    build_tiny=build_tiny, load_processor=load_processor, order=80, image_token="<im_patch>",
     checked="maps = image tokens (low-res + stitched crops: <im_patch> runs split by <im_col>); KLAL = eager reference over exactly "
             "the <im_patch> tokens; train, LoRA, resume, eval --attention (tests/test_families.py, tests/test_family_molmo.py)",
 ))  # fmt: skip

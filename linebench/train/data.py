@@ -91,7 +91,15 @@ class KLALCollator:
         self.inner = DataCollatorForVisionLanguageModeling(processor, max_length=max_length, completion_only_loss=True, pad_to_multiple_of=pad_to_multiple_of)
         # the token the model fills with image features: give the model's (`capture.image_token_of(model)`);
         # else the processor's, which for Gemma 3 and Molmo2 is the placeholder it expands away
-        cfg_token = image_token_id if image_token_id is not None else getattr(processor, "image_token_id", None)
+        cfg_token = image_token_id
+        if cfg_token is None:
+            from ..families import for_processor
+
+            try:  # a family whose processor names a placeholder says which token the model fills
+                own = for_processor(processor).image_token
+            except UsageError:  # a processor no family reads, with an explicit profile
+                own = ""
+            cfg_token = processor.tokenizer.convert_tokens_to_ids(own) if own else getattr(processor, "image_token_id", None)
         if cfg_token is None:
             tok = getattr(processor, "image_token", None)
             cfg_token = processor.tokenizer.convert_tokens_to_ids(tok) if tok else None
