@@ -36,28 +36,19 @@ has no thumbnail: `lfm2-vl:use_thumbnail=0`.
 
 from __future__ import annotations
 
-import math
 
 from ..errors import UsageError
 from .base import image_grid, register
+from .qwen import fit_pixels
 
 TOLERANCE = 2.0  # max_pixels_tolerance (a float; every checkpoint has 2.0)
 
 
 def smart_resize(height: int, width: int, factor: int, min_tokens: int, max_tokens: int) -> tuple[int, int]:
     """`Lfm2VlImageProcessor.smart_resize`, reproduced exactly; -> (height, width) (it returns (w, h))."""
-    min_pixels, max_pixels = min_tokens * factor * factor, max_tokens * factor * factor
-    h_bar = max(factor, round(height / factor) * factor)
+    h_bar = max(factor, round(height / factor) * factor)  # unlike Qwen's: never below one factor
     w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+    return fit_pixels(height, width, h_bar, w_bar, factor, min_tokens * factor * factor, max_tokens * factor * factor)
 
 
 def tile_grid(height: int, width: int, min_tiles: int, max_tiles: int, tile_size: int) -> tuple[int, int]:

@@ -27,8 +27,13 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     """transformers.models.qwen2_vl.image_processing_qwen2_vl.smart_resize, reproduced exactly."""
     if max(height, width) / min(height, width) > 200:
         raise UsageError(f"Qwen processors refuse aspect ratios over 200, got {width}x{height}")
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
+    return fit_pixels(height, width, round(height / factor) * factor, round(width / factor) * factor, factor, min_pixels, max_pixels)
+
+
+def fit_pixels(height: int, width: int, h_bar: int, w_bar: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """smart_resize's last step (Qwen's and LFM2-VL's): a rounded size (h_bar, w_bar) over max_pixels or
+    under min_pixels is rescaled from the original (height, width), keeping the aspect ratio, to
+    multiples of `factor` within the limits."""
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt((height * width) / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
