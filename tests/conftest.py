@@ -43,3 +43,16 @@ def tiny_spec():
         return RunSpec("tracing", n=n, seed=seed, params=ParamSpec(canvas, "mixed", overrides))
 
     return make
+
+
+@pytest.fixture(scope="module")
+def linebench_cache(tmp_path_factory):
+    """LINEBENCH_CACHE (where the tiny models are built) set to a fresh folder for the module, then restored."""
+    path = tmp_path_factory.mktemp("lb-cache")
+    old = os.environ.get("LINEBENCH_CACHE")
+    os.environ["LINEBENCH_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("LINEBENCH_CACHE", None)
+    else:
+        os.environ["LINEBENCH_CACHE"] = old

@@ -14,6 +14,8 @@ pytest.importorskip("transformers")
 from linebench.train import KLALCapture, parse_layers  # noqa: E402
 from linebench.train.capture import CaptureError  # noqa: E402
 
+from family_util import assert_same_grads, eager_copy, grads, kl_row, mean_kl  # noqa: E402
+
 IMG = 63  # LLaVA's image token in these tiny models
 # Models and tensors live where the kernels run: a GPU if there is one (compiled), else the CPU
 # (Triton's interpreter).
@@ -139,41 +141,10 @@ def rows_of(inputs, targets, image_token, query, special=(2,), fmt=()):
 
 def eager_klal(model, inputs, per_sample, layers):
     """KLAL from output_attentions: the query's row, the image's columns, renormalised, head mean, KL."""
-    ref = copy.deepcopy(model)
-    ref.set_attn_implementation("eager")
+    ref = eager_copy(model)
     out = ref(**inputs, output_attentions=True)
-    per_layer = []
-    for layer in layers:
-        attn = out.attentions[layer]
-        samples = []
-        for rows in per_sample:
-            kls = []
-            for b, qp, start, p in rows:
-                a = attn[b, :, qp, start : start + p.numel()]
-                a = (a / a.sum(-1, keepdim=True)).mean(0)
-                nz = p > 0
-                kls.append((p[nz] * (p[nz].log() - a[nz].log())).sum())
-            samples.append(torch.stack(kls).mean())
-        per_layer.append(torch.stack(samples).mean())
-    return torch.stack(per_layer).mean(), ref
-
-
-def grads(loss, model):
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.autograd.grad(loss, params, allow_unused=True)
-
-
-def assert_same_grads(g1, g2, rtol=1e-4):
-    """Each parameter's gradient elementwise within rtol, relative to its own scale (gradients here
-    range over three orders of magnitude, so one absolute tolerance would let the small ones go)."""
-    used = 0
-    for a, b in zip(g1, g2):
-        assert (a is None) == (b is None)
-        if a is not None:
-            used += 1
-            # fp32 sums in another order; + 1e-9 for gradients that are 0 in exact arithmetic (k_proj bias)
-            torch.testing.assert_close(a, b, rtol=rtol, atol=1e-5 * float(b.abs().max()) + 1e-9)
-    assert used > 5
+    rows = [[(b, qp, slice(start, start + p.numel()), p) for b, qp, start, p in sample] for sample in per_sample]
+    return mean_kl([out.attentions[layer] for layer in layers], rows), ref
 
 
 def captured(model, inputs, targets, **kw):
@@ -251,17 +222,11 @@ def test_an_image_in_several_runs_is_one_map_over_its_tokens(how):
     model = LlamaForCausalLM(text_config(layers=2)).float().to(DEV)
     inputs, targets = _split_image_batch()
     cols = [2, 3, 4, 6, 7, 8]
-    ref = copy.deepcopy(model)
-    ref.set_attn_implementation("eager")
+    ref = eager_copy(model)
     attn = ref(**inputs, output_attentions=True).attentions[1]
     p = targets[0].to(DEV)
-    kls = []
-    for qp in range(11, 14):  # answer tokens 12..14: their queries 11..13 (no format ids: all count)
-        a = attn[0, :, qp, cols]
-        a = (a / a.sum(-1, keepdim=True)).mean(0)
-        nz = p > 0
-        kls.append((p[nz] * (p[nz].log() - a[nz].log())).sum())
-    expected = torch.stack(kls).mean()
+    # answer tokens 12..14: their queries 11..13 (no format ids: all count)
+    expected = torch.stack([kl_row(attn[0, :, qp, cols], p) for qp in range(11, 14)]).mean()
     cap = KLALCapture(model, layers="last:1", backend="triton", special_ids=())
     spans = [[[(2, 3), (6, 3)]]] if how == "spans" else None
     if how == "runs":

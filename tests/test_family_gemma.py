@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import pytest
@@ -28,45 +27,18 @@ pytest.importorskip("transformers")
 from linebench.families import REGISTRY  # noqa: E402
 from linebench.train import tiny  # noqa: E402
 
-from test_capture import assert_same_grads, grads  # noqa: E402
-from test_families import eager_reference  # noqa: E402
+from family_util import answer_queries, assert_same_grads, capture_batch, eager_reference, grads, grid_patch_rows, inputs, load_tiny  # noqa: E402
 
 FAMILIES = [n for n in ("gemma-3", "gemma-4") if n in REGISTRY and REGISTRY[n].build_tiny is not None and not REGISTRY[n].unsupported]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("lb-cache")
-    old = os.environ.get("LINEBENCH_CACHE")
-    os.environ["LINEBENCH_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("LINEBENCH_CACHE", None)
-    else:
-        os.environ["LINEBENCH_CACHE"] = old
-
-
-@pytest.fixture(scope="module")
 def rows(tmp_path_factory):
-    from datasets import load_dataset
-
-    from linebench.dataset import generate
-    from linebench.samples import RunSpec
-    from linebench.tasks import ParamSpec
-
-    folder = tmp_path_factory.mktemp("gemma-rows") / "rows"
-    generate(RunSpec("grid_patch", n=2, seed=7, params=ParamSpec((640, 480), "easy"), maps=()), folder)
-    ds = load_dataset(str(folder), split="train")
-    return [ds[i] for i in range(len(ds))]
+    return grid_patch_rows(tmp_path_factory.mktemp("gemma-rows") / "rows", n=2, seed=7)
 
 
 def load(name):
-    from transformers import AutoModelForImageTextToText
-
-    folder = tiny.cached(REGISTRY[name].tiny_name)
-    torch.manual_seed(0)
-    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).train()
-    return model, tiny.load_processor(folder)
+    return load_tiny(REGISTRY[name].tiny_name)
 
 
 def collate(proc, rows, suffix="", model=None):
@@ -77,26 +49,11 @@ def collate(proc, rows, suffix="", model=None):
     return KLALCollator(proc, image_token_id=token)([as_example(r, question_suffix=suffix) for r in rows])
 
 
-def inputs(batch):
-    return {k: v for k, v in batch.items() if not k.startswith("klal_")}
-
-
-def answer_queries(batch, b, special, fmt):
-    ids = batch["input_ids"][b].tolist()
-    answer = [i for i, v in enumerate(batch["labels"][b].tolist()) if v != -100 and ids[i] not in special]
-    return [i - 1 for i in ([i for i in answer if ids[i] not in fmt] or answer[-1:])]
-
-
 def capture(model, proc, batch, layers="all"):
-    from linebench.train import KLALCapture, format_token_ids
-
-    fmt = format_token_ids(proc.tokenizer)
-    special = set(proc.tokenizer.all_special_ids)
-    cap = KLALCapture(model, layers=layers, backend="torch", format_ids=fmt, special_ids=special)
+    """capture_batch, with the warnings it gives (the notices) recorded."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with cap.batch(batch["input_ids"], batch["labels"], batch["klal_targets"]):
-            model(**inputs(batch))
+        cap, fmt, special = capture_batch(model, proc, batch, layers=layers)
     return cap, fmt, special, [str(w.message) for w in caught]
 
 
@@ -112,7 +69,7 @@ def bidirectional_layers(model) -> list[bool]:
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_bidirectional_image_attention_and_klal_equals_eager(name, cache, rows):
+def test_bidirectional_image_attention_and_klal_equals_eager(name, linebench_cache, rows):
     model, proc = load(name)
     batch = collate(proc, rows, model=model)
     types = batch.get("token_type_ids", batch.get("mm_token_type_ids"))
@@ -148,7 +105,7 @@ def test_bidirectional_image_attention_and_klal_equals_eager(name, cache, rows):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_sliding_layer_left_out_exactly_when_its_window_misses_the_image(name, cache, rows):
+def test_sliding_layer_left_out_exactly_when_its_window_misses_the_image(name, linebench_cache, rows):
     model, proc = load(name)
     cfg = model.config.get_text_config()
     window = cfg.sliding_window
@@ -202,7 +159,7 @@ def test_sliding_layer_left_out_exactly_when_its_window_misses_the_image(name, c
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_tiny_processor_gives_its_profile(name, cache):
+def test_tiny_processor_gives_its_profile(name, linebench_cache):
     from linebench.train.data import map_profile
 
     proc = tiny.load_processor(tiny.cached(REGISTRY[name].tiny_name))

@@ -17,6 +17,8 @@ from linebench.errors import UsageError  # noqa: E402
 from linebench.families import REGISTRY, for_model_type, for_processor  # noqa: E402
 from linebench.grids import layout  # noqa: E402
 
+from family_util import grid_patch_rows, image_token_count  # noqa: E402
+
 FAMILY = REGISTRY["glm-4.1v"]
 
 
@@ -39,15 +41,11 @@ def processor(**image_kw):
     ],
 )
 def test_profile_reads_the_processor(image_kw, want):
-    from PIL import Image
-
     proc = processor(**image_kw)
     assert for_processor(proc) is FAMILY and for_model_type("glm4v") is FAMILY
     assert FAMILY.profile(proc) == want
-    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "how many"}]}], tokenize=False)
     for canvas in [(640, 480), (300, 1000)]:
-        ids = proc(images=[Image.new("RGB", canvas)], text=[text], return_tensors="pt")["input_ids"][0]
-        assert int((ids == proc.image_token_id).sum()) == layout(want, canvas).num_placeholders
+        assert image_token_count(proc, canvas) == layout(want, canvas).num_placeholders
 
 
 def test_profile_refuses_other_patches():
@@ -66,17 +64,11 @@ def test_processor_saves_and_reloads_without_a_video_processor(tmp_path):
 
 
 def test_training_batches_give_image_tokens_their_2d_mrope_positions(tmp_path):
-    from linebench.dataset import generate
-    from linebench.samples import RunSpec
-    from linebench.tasks import ParamSpec
     from linebench.train.data import KLALCollator, as_example
-
-    from test_families import _rows
 
     torch.manual_seed(0)
     model, proc = FAMILY.build_tiny()
-    generate(RunSpec("grid_patch", n=2, seed=5, params=ParamSpec((640, 480), "easy"), maps=()), tmp_path / "d")
-    batch = KLALCollator(proc)([as_example(r) for r in _rows(tmp_path / "d")])
+    batch = KLALCollator(proc)([as_example(r) for r in grid_patch_rows(tmp_path / "d", n=2, seed=5)])
     assert "mm_token_type_ids" in batch
     pos, _ = model.model.get_rope_index(batch["input_ids"], batch["mm_token_type_ids"], image_grid_thw=batch["image_grid_thw"], attention_mask=batch["attention_mask"])
     lay = layout(FAMILY.profile(proc), (640, 480))

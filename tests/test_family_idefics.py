@@ -12,34 +12,24 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
-
-from PIL import Image  # noqa: E402
 
 from linebench.errors import UsageError  # noqa: E402
 from linebench.families import REGISTRY, for_model_type, for_processor  # noqa: E402
 from linebench.families.idefics import FAKE, GLOBAL, IMAGE, ROW_COL, patch_and_scale  # noqa: E402
 from linebench.grids import layout  # noqa: E402
 
-from test_capture import assert_same_grads, grads  # noqa: E402
+from family_util import build_tiny, check_klal_over_exactly_the_image_tokens, image_columns, image_token_count, make_batch, run_starts  # noqa: E402
 
 NAMES = ("idefics3", "smolvlm")
-ANSWER = "(3, 5)<|im_end|>"
 
 
 @pytest.fixture(scope="module")
 def tiny_models():
-    out = {}
-    for name in NAMES:
-        torch.manual_seed(0)
-        model, proc = REGISTRY[name].build_tiny()
-        out[name] = (model.float().train(), proc)
-    return out
+    return {name: build_tiny(REGISTRY[name].build_tiny) for name in NAMES}
 
 
 def real_processor(name, longest, frame, seq, **image_kw):
@@ -73,10 +63,8 @@ def test_profile_reads_the_processor(name, longest, frame, seq, want):
     assert for_processor(proc) is REGISTRY[name]
     assert REGISTRY[name].profile(proc) == want
     # the map has as many values as the processor puts <image> tokens in input_ids
-    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "how many"}]}], tokenize=False)
     for canvas in [(640, 480), (300, 1000)]:
-        ids = proc(images=[[Image.new("RGB", canvas)]], text=[text], return_tensors="pt")["input_ids"][0]
-        assert int((ids == proc.image_token_id).sum()) == layout(want, canvas).num_placeholders
+        assert image_token_count(proc, canvas, nested=True) == layout(want, canvas).num_placeholders
 
 
 def test_patch_and_scale_is_the_one_pair_that_fits():
@@ -100,42 +88,6 @@ def test_model_types():
 # --------------------------------------------------------------------------- several runs, one image
 
 
-def make_batch(proc, images_per_sample, seed=0):
-    """Samples of noise images (canvases given per sample), a question and ANSWER; labels on the answer only;
-    maps: one random map per image (some zeros), with the profile's token count."""
-    g = torch.Generator().manual_seed(seed)
-    profile = next(f for f in REGISTRY.values() if f.reads(proc)).profile(proc)  # a family listed as blocked too
-    texts, images, targets = [], [], []
-    for canvases in images_per_sample:
-        content = [{"type": "image"} for _ in canvases] + [{"type": "text", "text": "which cell"}]
-        prompt = proc.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
-        texts.append(prompt + ANSWER)
-        images.append([Image.fromarray((torch.rand(h, w, 3, generator=g) * 255).byte().numpy()) for w, h in canvases])
-        maps = []
-        for canvas in canvases:
-            p = torch.rand(layout(profile, canvas).num_tokens, generator=g)
-            p[p < 0.3] = 0
-            maps.append(p / p.sum())
-        targets.append(maps)
-    batch = proc(images=images, text=texts, padding=True, padding_side="left", return_tensors="pt")
-    answer = len(proc.tokenizer(ANSWER, add_special_tokens=False)["input_ids"])
-    labels = torch.full_like(batch["input_ids"], -100)
-    labels[:, -answer:] = batch["input_ids"][:, -answer:]
-    batch["labels"] = labels
-    return dict(batch), targets
-
-
-def image_columns(ids, image_token_id, sizes):
-    """Each image's token positions: the <image> positions of the sample, cut by the maps' sizes."""
-    pos = (ids == image_token_id).nonzero().flatten().tolist()
-    assert len(pos) == sum(sizes)
-    out, i = [], 0
-    for n in sizes:
-        out.append(pos[i : i + n])
-        i += n
-    return out
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_an_image_is_several_runs_and_one_map(name, tiny_models):
     from linebench.train import KLALCapture
@@ -146,7 +98,7 @@ def test_an_image_is_several_runs_and_one_map(name, tiny_models):
     ids = batch["input_ids"][0]
     tok = proc.tokenizer
     (cols,) = image_columns(ids, proc.image_token_id, [80])
-    runs = [cols[0]] + [b for a, b in zip(cols, cols[1:]) if b != a + 1]
+    runs = run_starts(cols)
     assert len(runs) == 5  # 2x2 tiles + the global image, 16 tokens each
     # before each run: <fake_token_around_image><row_r_col_c> (tiles), <fake_token_around_image><global-img> (global)
     tags = [tuple(tok.convert_ids_to_tokens(ids[r - 2 : r].tolist())) for r in runs]
@@ -168,60 +120,10 @@ def test_an_image_is_several_runs_and_one_map(name, tiny_models):
         cap.remove()
 
 
-def eager_klal(model, batch, targets, image_token_id, layers, format_ids, special_ids, span=False):
-    """KLAL from output_attentions: the queries producing the answer's content tokens; each image's
-    columns (its <image> tokens; with span=True every position from its first to its last token, markers
-    included), renormalised, head mean, KL(P || Q); mean over queries, images' rows, samples, layers."""
-    ref = copy.deepcopy(model)
-    ref.set_attn_implementation("eager")
-    out = ref(**batch, output_attentions=True)
-    per_layer = []
-    for layer in layers:
-        attn = out.attentions[layer]
-        samples = []
-        for b, maps in enumerate(targets):
-            ids = batch["input_ids"][b].tolist()
-            answer = [i for i, v in enumerate(batch["labels"][b].tolist()) if v != -100 and ids[i] not in special_ids]
-            content = [i for i in answer if ids[i] not in format_ids] or answer[-1:]
-            rows = []
-            for cols, p in zip(image_columns(batch["input_ids"][b], image_token_id, [len(m) for m in maps]), maps):
-                if span:  # P stays on the image tokens; the renormalisation takes in the markers between the runs
-                    full = torch.zeros(cols[-1] - cols[0] + 1)
-                    full[torch.tensor(cols) - cols[0]] = p
-                    cols, p = list(range(cols[0], cols[-1] + 1)), full
-                for qp in (i - 1 for i in content):
-                    a = attn[b, :, qp, cols].float()
-                    a = (a / a.sum(-1, keepdim=True)).mean(0)
-                    nz = p > 0
-                    rows.append((p[nz] * (p[nz].log() - a[nz].log())).sum())
-            samples.append(torch.stack(rows).mean())
-        per_layer.append(torch.stack(samples).mean())
-    return torch.stack(per_layer).mean(), ref
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_klal_equals_the_eager_reference_over_exactly_the_image_tokens(name, tiny_models):
-    from linebench.train import KLALCapture, format_token_ids
-
     model, proc = tiny_models[name]
     # sample 0: two images (5 runs of 16, then 3 runs of 16); sample 1: one image (5 runs)
     batch, targets = make_batch(proc, [[(224, 224), (100, 300)], [(640, 480)]], seed=1)
     assert [[len(p) for p in maps] for maps in targets] == [[80, 48], [80]]
-    fmt = format_token_ids(proc.tokenizer)
-    special = set(proc.tokenizer.all_special_ids)
-    cap = KLALCapture(model, backend="torch", format_ids=fmt, special_ids=special, measure=True)
-    try:
-        with cap.batch(batch["input_ids"], batch["labels"], targets):
-            model(**batch)
-        layers = list(cap.layers)
-        assert layers == [0, 1, 2, 3] and not cap.left_out
-        assert sorted({(b, image) for b, image, _ in cap.rows}) == [(0, 0), (0, 1), (1, 0)]
-        loss = cap.loss
-    finally:
-        cap.remove()
-    expected, ref = eager_klal(model, batch, targets, proc.image_token_id, layers, fmt, special)
-    assert expected.item() > 0 and abs(loss.item() - expected.item()) < 1e-4 * max(1.0, expected.item())
-    assert_same_grads(grads(loss, model), grads(expected, ref), rtol=1e-3)
-    # over the span (marker tokens between the runs included) the reference is another number
-    spanned, _ = eager_klal(model, batch, targets, proc.image_token_id, layers, fmt, special, span=True)
-    assert abs(spanned.item() - expected.item()) > 1e-3, (spanned.item(), expected.item())
+    check_klal_over_exactly_the_image_tokens(model, proc, batch, targets, proc.image_token_id, measure=True)

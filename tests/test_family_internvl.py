@@ -5,7 +5,6 @@ checkpoint's processor settings, and the processor saved and loaded without a vi
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -19,35 +18,20 @@ from linebench.families import internvl as fam  # noqa: E402
 from linebench.grids import layout  # noqa: E402
 from linebench.train import tiny  # noqa: E402
 
+from family_util import grid_patch_rows  # noqa: E402
+
 FAMILY = REGISTRY["internvl"]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    old = os.environ.get("LINEBENCH_CACHE")
-    os.environ["LINEBENCH_CACHE"] = str(tmp_path_factory.mktemp("lb-cache"))
-    try:
-        yield tiny.cached(FAMILY.tiny_name)
-    finally:
-        if old is None:
-            os.environ.pop("LINEBENCH_CACHE", None)
-        else:
-            os.environ["LINEBENCH_CACHE"] = old
+def folder(linebench_cache):
+    return tiny.cached(FAMILY.tiny_name)
 
 
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory):
     """Three grid-patch rows on a 640x480 canvas (3x2 tiles + thumbnail for the tiny model)."""
-    from datasets import load_dataset
-
-    from linebench.dataset import generate
-    from linebench.samples import RunSpec
-    from linebench.tasks import ParamSpec
-
-    out = tmp_path_factory.mktemp("rows") / "d"
-    generate(RunSpec("grid_patch", n=3, seed=7, params=ParamSpec((640, 480), "easy"), maps=()), out)
-    ds = load_dataset(str(out), split="train")
-    return [ds[i] for i in range(len(ds))]
+    return grid_patch_rows(tmp_path_factory.mktemp("rows") / "d", n=3, seed=7)
 
 
 def _real_processor(tile=448, lo=1, hi=12, seq=256):

@@ -6,8 +6,6 @@ line, for pinpoints it does not model)."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -20,35 +18,20 @@ from linebench.families import llava_next as fam  # noqa: E402
 from linebench.grids import layout  # noqa: E402
 from linebench.train import tiny  # noqa: E402
 
+from family_util import grid_patch_rows  # noqa: E402
+
 NAMES = ("llava-next", "llava-onevision")
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    old = os.environ.get("LINEBENCH_CACHE")
-    os.environ["LINEBENCH_CACHE"] = str(tmp_path_factory.mktemp("lb-cache"))
-    try:
-        yield {name: tiny.cached(REGISTRY[name].tiny_name) for name in NAMES}
-    finally:
-        if old is None:
-            os.environ.pop("LINEBENCH_CACHE", None)
-        else:
-            os.environ["LINEBENCH_CACHE"] = old
+def folders(linebench_cache):
+    return {name: tiny.cached(REGISTRY[name].tiny_name) for name in NAMES}
 
 
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory):
     """Two grid-patch rows on a 640x480 canvas (unpadded crops: fewer rows than the crop grid has)."""
-    from datasets import load_dataset
-
-    from linebench.dataset import generate
-    from linebench.samples import RunSpec
-    from linebench.tasks import ParamSpec
-
-    out = tmp_path_factory.mktemp("rows") / "d"
-    generate(RunSpec("grid_patch", n=2, seed=11, params=ParamSpec((640, 480), "easy"), maps=()), out)
-    ds = load_dataset(str(out), split="train")
-    return [ds[i] for i in range(len(ds))]
+    return grid_patch_rows(tmp_path_factory.mktemp("rows") / "d", n=2, seed=11)
 
 
 def _next_processor(crop=336, pinpoints=None, strategy="default", extra=1):

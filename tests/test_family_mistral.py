@@ -22,17 +22,23 @@ from linebench.errors import UsageError  # noqa: E402
 from linebench.families import REGISTRY, for_model_type, for_processor  # noqa: E402
 from linebench.grids import layout  # noqa: E402
 
-from test_capture import assert_same_grads, grads  # noqa: E402
-from test_family_idefics import eager_klal, image_columns, make_batch  # noqa: E402
+from family_util import (  # noqa: E402
+    between_runs,
+    build_tiny,
+    check_klal_over_exactly_the_image_tokens,
+    image_columns,
+    image_group,
+    image_token_count,
+    make_batch,
+    run_starts,
+)
 
 FAMILY = REGISTRY["mistral-3"]
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    torch.manual_seed(0)
-    model, proc = FAMILY.build_tiny()
-    return model.float().train(), proc
+    return build_tiny(FAMILY.build_tiny)
 
 
 def processor(longest=1540, patch=14, merge=2):
@@ -54,12 +60,8 @@ def test_profile_reads_the_processor(settings, want):
     proc = processor(*settings)
     assert for_processor(proc) is FAMILY and for_model_type("mistral3") is FAMILY
     assert FAMILY.profile(proc) == want
-    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "how many"}]}], tokenize=False)
-    from PIL import Image
-
     for canvas in [(640, 480), (300, 1000), (2000, 1500)]:
-        ids = proc(images=[Image.new("RGB", canvas)], text=[text], return_tensors="pt")["input_ids"][0]
-        assert int((ids == proc.image_token_id).sum()) == layout(want, canvas).num_placeholders
+        assert image_token_count(proc, canvas) == layout(want, canvas).num_placeholders
     proc.image_processor.size = {"height": 448, "width": 448}
     with pytest.raises(UsageError, match="longest_edge"):
         FAMILY.profile(proc)
@@ -78,8 +80,6 @@ def test_processor_is_transformers_own_and_reloads(tiny_model, tmp_path):
 
 
 def test_an_image_is_one_run_per_row_and_one_map(tiny_model):
-    from linebench.train import KLALCapture
-
     model, proc = tiny_model
     tok = proc.tokenizer
     batch, targets = make_batch(proc, [[(640, 480)]])
@@ -89,40 +89,17 @@ def test_an_image_is_one_run_per_row_and_one_map(tiny_model):
     lay = layout(FAMILY.profile(proc), (640, 480))
     assert lay.grids[0].shape == (6, 8) and lay.num_tokens == lay.num_placeholders == 48  # 224 x 168 px
     (cols,) = image_columns(ids, img, [48])
-    runs = [cols[0]] + [b for a, b in zip(cols, cols[1:]) if b != a + 1]
+    runs = run_starts(cols)
     assert len(runs) == 6
-    between = [tok.convert_ids_to_tokens(ids[a + 1 : b].tolist()) for a, b in zip(cols, cols[1:]) if b != a + 1]
+    between = between_runs(tok, ids, cols)
     assert between == [["[IMG_BREAK]"]] * 5 and tok.convert_ids_to_tokens(int(ids[cols[-1] + 1])) == "[IMG_END]"
-    cap = KLALCapture(model, backend="torch", special_ids=set(tok.all_special_ids))
-    try:
-        group = cap._rows(batch["input_ids"], batch["labels"], targets, None)
-        assert group.positions is not None and group.positions[0].tolist() == cols
-    finally:
-        cap.remove()
+    group = image_group(model, tok, batch, targets)
+    assert group.positions is not None and group.positions[0].tolist() == cols
 
 
 def test_klal_equals_the_eager_reference_over_exactly_the_image_tokens(tiny_model):
-    from linebench.train import KLALCapture, format_token_ids
-
     model, proc = tiny_model
     # sample 0: two images (8 rows of 8, then 8 rows of 3 tokens); sample 1: one image (6 rows of 8)
     batch, targets = make_batch(proc, [[(224, 224), (100, 300)], [(640, 480)]], seed=1)
     assert [[len(p) for p in maps] for maps in targets] == [[64, 24], [48]]
-    img = model.config.image_token_id
-    fmt = format_token_ids(proc.tokenizer)
-    special = set(proc.tokenizer.all_special_ids)
-    cap = KLALCapture(model, backend="torch", format_ids=fmt, special_ids=special)
-    try:
-        with cap.batch(batch["input_ids"], batch["labels"], targets):
-            model(**batch)
-        layers = list(cap.layers)
-        assert layers == [0, 1, 2, 3] and not cap.left_out
-        assert sorted({(b, image) for b, image, _ in cap.rows}) == [(0, 0), (0, 1), (1, 0)]
-        loss = cap.loss
-    finally:
-        cap.remove()
-    expected, ref = eager_klal(model, batch, targets, img, layers, fmt, special)
-    assert expected.item() > 0 and abs(loss.item() - expected.item()) < 1e-4 * max(1.0, expected.item())
-    assert_same_grads(grads(loss, model), grads(expected, ref), rtol=1e-3)
-    spanned, _ = eager_klal(model, batch, targets, img, layers, fmt, special, span=True)
-    assert abs(spanned.item() - expected.item()) > 1e-3, (spanned.item(), expected.item())
+    check_klal_over_exactly_the_image_tokens(model, proc, batch, targets, model.config.image_token_id)

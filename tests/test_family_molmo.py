@@ -13,31 +13,34 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from PIL import Image  # noqa: E402
-
 from linebench.errors import UsageError  # noqa: E402
 from linebench.families import REGISTRY, for_model_type  # noqa: E402
-from linebench.families.molmo import build_tiny  # noqa: E402  (the family is listed as blocked until the collator counts <im_patch>)
+from linebench.families.molmo import build_tiny as build_molmo2  # noqa: E402  (the family is listed as blocked until the collator counts <im_patch>)
 from linebench.grids import layout  # noqa: E402
 
-from test_capture import assert_same_grads, grads  # noqa: E402
-from test_family_idefics import eager_klal, image_columns, make_batch  # noqa: E402
+from family_util import (  # noqa: E402
+    between_runs,
+    build_tiny,
+    check_klal_over_exactly_the_image_tokens,
+    eager_copy,
+    image_columns,
+    image_group,
+    image_token_count,
+    make_batch,
+    run_starts,
+)
 
 FAMILY = REGISTRY["molmo2"]
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    torch.manual_seed(0)
-    model, proc = build_tiny()
-    return model.float().train(), proc
+    return build_tiny(build_molmo2)
 
 
 def processor(crop=378, max_crops=8, **image_kw):
@@ -51,9 +54,7 @@ def processor(crop=378, max_crops=8, **image_kw):
 
 
 def patch_count(proc, canvas) -> int:
-    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "how many"}]}], tokenize=False)
-    ids = proc(images=[Image.new("RGB", canvas)], text=[text], return_tensors="pt")["input_ids"][0]
-    return int((ids == proc.tokenizer.convert_tokens_to_ids("<im_patch>")).sum())
+    return image_token_count(proc, canvas, proc.tokenizer.convert_tokens_to_ids("<im_patch>"))
 
 
 @pytest.mark.parametrize("crop,max_crops,want", [(378, 8, "molmo2"), (378, 12, "molmo2:max_crops=12"), (182, 6, "molmo2:crop=182:max_crops=6")])
@@ -94,8 +95,6 @@ def test_processor_reloads_without_torchvision(tmp_path, tiny_model):
 
 
 def test_an_image_is_several_runs_and_one_map(tiny_model):
-    from linebench.train import KLALCapture
-
     model, proc = tiny_model
     tok = proc.tokenizer
     batch, targets = make_batch(proc, [[(224, 224)]])
@@ -105,45 +104,22 @@ def test_an_image_is_several_runs_and_one_map(tiny_model):
     lay = layout(FAMILY.profile(proc), (224, 224))
     assert [g.shape for g in lay.grids] == [(7, 7), (9, 9)]
     (cols,) = image_columns(ids, patch, [lay.num_tokens])
-    runs = [cols[0]] + [b for a, b in zip(cols, cols[1:]) if b != a + 1]
+    runs = run_starts(cols)
     assert len(runs) == 1 + 9  # the low-res view, then one run per high-res row
-    between = [tok.convert_ids_to_tokens(ids[a + 1 : b].tolist()) for a, b in zip(cols, cols[1:]) if b != a + 1]
+    between = between_runs(tok, ids, cols)
     assert between == [["<im_end>", "<im_start>"]] + [["<im_col>"]] * 8
     assert len(targets[0][0]) == len(cols) == 130
 
-    cap = KLALCapture(model, backend="torch", special_ids=set(tok.all_special_ids))
-    try:
-        group = cap._rows(batch["input_ids"], batch["labels"], targets, None)
-        assert group.positions is not None and group.positions.shape == (1, 130) and group.positions[0].tolist() == cols
-    finally:
-        cap.remove()
+    group = image_group(model, tok, batch, targets)
+    assert group.positions is not None and group.positions.shape == (1, 130) and group.positions[0].tolist() == cols
 
 
 def test_klal_equals_the_eager_reference_over_exactly_the_image_tokens(tiny_model):
-    from linebench.train import KLALCapture, format_token_ids
-
     model, proc = tiny_model
     batch, targets = make_batch(proc, [[(224, 224), (100, 300)], [(640, 480)]], seed=1)
     assert [[len(p) for p in maps] for maps in targets] == [[130, 98], [157]]
     assert "mm_token_type_ids" in batch  # Molmo2 refuses to train without it (its bidirectional image block)
-    patch = model.config.image_token_id
-    fmt = format_token_ids(proc.tokenizer)
-    special = set(proc.tokenizer.all_special_ids)
-    cap = KLALCapture(model, backend="torch", format_ids=fmt, special_ids=special)
-    try:
-        with cap.batch(batch["input_ids"], batch["labels"], targets):
-            model(**batch)
-        layers = list(cap.layers)
-        assert layers == [0, 1, 2, 3] and not cap.left_out
-        assert sorted({(b, image) for b, image, _ in cap.rows}) == [(0, 0), (0, 1), (1, 0)]
-        loss = cap.loss
-    finally:
-        cap.remove()
-    expected, ref = eager_klal(model, batch, targets, patch, layers, fmt, special)
-    assert expected.item() > 0 and abs(loss.item() - expected.item()) < 1e-4 * max(1.0, expected.item())
-    assert_same_grads(grads(loss, model), grads(expected, ref), rtol=1e-3)
-    spanned, _ = eager_klal(model, batch, targets, patch, layers, fmt, special, span=True)
-    assert abs(spanned.item() - expected.item()) > 1e-3, (spanned.item(), expected.item())
+    check_klal_over_exactly_the_image_tokens(model, proc, batch, targets, model.config.image_token_id)
 
 
 def test_image_tokens_attend_both_ways_the_answer_causally(tiny_model):
@@ -151,8 +127,7 @@ def test_image_tokens_attend_both_ways_the_answer_causally(tiny_model):
     batch, _ = make_batch(proc, [[(224, 224)]])
     patch = model.config.image_token_id
     (cols,) = image_columns(batch["input_ids"][0], patch, [130])
-    ref = copy.deepcopy(model)
-    ref.set_attn_implementation("eager")  # sdpa returns no weights
+    ref = eager_copy(model)  # sdpa returns no weights
     with torch.no_grad():
         attn = ref(**batch, output_attentions=True).attentions[0][0]
     assert float(attn[:, cols[0], cols[-1]].min()) > 0  # the first image token sees the last one
