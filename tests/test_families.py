@@ -94,17 +94,17 @@ def test_train_lora_resume_and_eval_with_attention(name, linebench_cache, canvas
     runner = CliRunner()
     tiny_name = REGISTRY[name].tiny_name
     out = tmp_path / "run"
-    args = ["train", "--model", tiny_name, "--klal", "--lora", "--lora-rank", "4", "--n", "6", "--eval-n", "2", "--steps", "2",
+    args = ["train", "--model", tiny_name, "--klal", "--lora", "--lora-rank", "4", "--n", "4", "--eval-n", "1", "--steps", "1",
             "--batch-size", "2", "--save-every", "1", "--out", str(out), "--workers", "1", "--klal-backend", "torch"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     ev = json.loads((out / "eval.json").read_text())
-    assert ev["after"]["rows"] == 2 and ev["after"]["layers"] and ev["profile"].startswith(REGISTRY[name].profile_base)
+    assert ev["after"]["rows"] == 1 and ev["after"]["layers"] and ev["profile"].startswith(REGISTRY[name].profile_base)
     assert any("klal" in json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines())
     again = runner.invoke(app, [*args, "--resume"])  # the finished run: its last checkpoint loads, training is done
     assert again.exit_code == 0, again.output
     assert "going on from" in again.output and (out / "model").is_dir()
-    res = runner.invoke(app, ["eval", str(out / "data" / "test"), "--model", tiny_name, "--limit", "2", "--attention",
+    res = runner.invoke(app, ["eval", str(out / "data" / "test"), "--model", tiny_name, "--limit", "1", "--attention",
                               "--out", str(tmp_path / "eval"), "--max-new-tokens", "6"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "eval" / "attention.json").read_text())["layers"]
