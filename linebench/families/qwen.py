@@ -62,27 +62,41 @@ def loader(base_name: str):
 load_processor = loader("Qwen2_5_VLProcessor")
 
 
-def build_tiny():
-    """A small Qwen2.5-VL (14 px patches merged 2x2, mRoPE) at 224x224: 8x8 = 64 image tokens."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+def _tiny_parts(processor_base):
+    """What both tiny Qwen models share: the tokenizer, the decoder settings (mRoPE 8/4/4), the vision
+    token ids for the config, and the processor (min = max pixels: every 224x224 canvas is 16x16
+    patches, 8x8 = 64 tokens)."""
+    from transformers import Qwen2VLImageProcessorPil
 
     tok = tokenizer(PLACEHOLDER)
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
     text = small_text(tok, max_position_embeddings=1024, rope_parameters={"rope_type": "default", "mrope_section": [8, 4, 4], "rope_theta": 10000.0})
     text.pop("head_dim")
+    tokens = dict(
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
+    pixels = SIDE * SIDE
+    image_proc = Qwen2VLImageProcessorPil(size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=PATCH, merge_size=2, temporal_patch_size=2)
+    proc = processor_class(processor_base)(image_processor=image_proc, tokenizer=tok, video_processor=None, chat_template=tok.chat_template)
+    return text, tokens, proc
+
+
+def build_tiny():
+    """A small Qwen2.5-VL (14 px patches merged 2x2, mRoPE) at 224x224: 8x8 = 64 image tokens."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+
+    text, tokens, proc = _tiny_parts(Qwen2_5_VLProcessor)
     cfg = Qwen2_5_VLConfig(
         text_config=text,
         vision_config=dict(
             depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=128, patch_size=PATCH,
             spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
         ),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        **tokens,
     )  # fmt: skip
-    pixels = SIDE * SIDE  # min = max: every 224x224 canvas is 16x16 patches, 8x8 tokens
-    image_proc = Qwen2VLImageProcessorPil(size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=PATCH, merge_size=2, temporal_patch_size=2)
-    proc = processor_class()(image_processor=image_proc, tokenizer=tok, video_processor=None, chat_template=tok.chat_template)
     return Qwen2_5_VLForConditionalGeneration(cfg), proc
+
 
 
 register(Family(
@@ -92,20 +106,13 @@ register(Family(
 ))  # fmt: skip
 def build_tiny_qwen2_vl():
     """A small Qwen2-VL (14 px patches merged 2x2, mRoPE, no window attention) at 224x224: 64 image tokens."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil, Qwen2VLProcessor
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
-    tok = tokenizer(PLACEHOLDER)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
-    text = small_text(tok, max_position_embeddings=1024, rope_parameters={"rope_type": "default", "mrope_section": [8, 4, 4], "rope_theta": 10000.0})
-    text.pop("head_dim")
+    text, tokens, proc = _tiny_parts(Qwen2VLProcessor)
     cfg = Qwen2VLConfig(
         text_config=text, vision_config=dict(depth=2, embed_dim=64, hidden_size=128, num_heads=4, patch_size=PATCH, spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        **tokens,
     )  # fmt: skip
-    pixels = SIDE * SIDE
-    image_proc = Qwen2VLImageProcessorPil(size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=PATCH, merge_size=2, temporal_patch_size=2)
-    proc = processor_class(Qwen2VLProcessor)(image_processor=image_proc, tokenizer=tok, video_processor=None, chat_template=tok.chat_template)
     return Qwen2VLForConditionalGeneration(cfg), proc
 
 
