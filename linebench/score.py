@@ -321,7 +321,7 @@ def _group_labels(values: list[Any], kind: type) -> tuple[np.ndarray, list[str]]
     return np.where(bins >= 0, remap[np.maximum(bins, 0)], -1), labels
 
 
-def _level_order(tasks: list[str]) -> list[str]:
+def level_order(tasks: list[str]) -> list[str]:
     order: list[str] = []
     for t in tasks:
         try:
@@ -412,7 +412,7 @@ def score(
 
     add("overall", "all", np.ones(n_rows, dtype=bool))
     breakdowns: list[tuple[str, type]] = [("split", str)] + ([] if grounding else [("difficulty", str)]) + list(knob_kinds.items())
-    levels = _level_order(tasks)
+    levels = level_order(tasks)
     for by, kind in breakdowns:
         index, labels = _group_labels(cols[by], kind)
         order = list(range(len(labels)))

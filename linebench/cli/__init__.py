@@ -9,6 +9,6 @@ calls a library function users can call too (`dataset.generate`, `annotate.add_m
 from .base import LineProgress, app, run
 
 # the commands register themselves on `app`, in the order `linebench --help` lists them
-from . import generate, tasks, verify, score, merge, maps, grids, show, push, models, train, eval  # noqa: E402, F401, I001
+from . import generate, tasks, verify, score, merge, maps, grids, show, push, models, train, eval, export  # noqa: E402, F401, I001
 
 __all__ = ["LineProgress", "app", "run"]

@@ -125,15 +125,22 @@ def resolve_split(data: str, folder: Path, split: str | None, log: Callable[[str
     return split
 
 
+def load_split(folder: Path, split: str):
+    """One split of a folder as a `datasets.Dataset` (as stored: a maps folder's own columns)."""
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(str(folder), split=split)
+    except ValueError as e:
+        raise UsageError(f"{folder}: {str(e).splitlines()[0][:200]}") from None
+
+
 def load_rows(folder: Path, split: str, limit: int | None, decode: bool):
-    from datasets import Image, load_dataset
+    from datasets import Image
 
     from ..annotate import as_rows, is_maps_folder
 
-    try:
-        ds = load_dataset(str(folder), split=split)
-    except ValueError as e:
-        raise UsageError(f"{folder}: {str(e).splitlines()[0][:200]}") from None
+    ds = load_split(folder, split)
     if is_maps_folder(folder):  # real grounding data with maps (`linebench maps`): question, answer, task from its options
         ds = as_rows(ds, folder)
     for col in ("id", "image", "question", "answer"):
