@@ -1,0 +1,154 @@
+"""`linebench export` (issue 30). VLMEvalKit is not on PyPI and its requirements pull torchvision,
+which does not install beside the CPU torch here, so its dataset class is not run in the suite
+(it was run against VLMEvalKit's own code once, docs/eval.md); what the class does is tested:
+the TSV reads back the way VLMEvalKit reads it (images byte for byte, every field kept), and its
+scoring (`vlmevalkit.score_rows`) equals `linebench score` on the same answers, overall and per
+level, for generated rows and for a `linebench maps` folder's box answers. The command's errors are
+one line, exit 2, and leave nothing behind."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from linebench.cli import app
+from linebench.harnesses.vlmevalkit import read_tsv, score_rows
+from linebench.samples import RunSpec
+from linebench.score import score
+from linebench.tasks import ParamSpec
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    from linebench.dataset import generate
+    from test_annotations import _refcoco
+
+    base = tmp_path_factory.mktemp("export")
+    out = {"intersection": base / "intersection"}
+    generate(RunSpec("intersection", split="test", n=16, seed=4, params=ParamSpec(difficulty="stratified")), out["intersection"], workers=1)
+    _refcoco(base / "refcoco.parquet", n=10)
+    out["refcoco"] = base / "refcoco"
+    r = runner.invoke(app, ["maps", str(base / "refcoco.parquet"), "--preset", "refcoco", "--maps", "qwen2.5-vl", "--out", str(out["refcoco"]), "-w", "1"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _answers(rows, grounding: bool) -> dict[str, str]:
+    from linebench.pointing import answer_text
+
+    out = {}
+    for r in rows:
+        right = answer_text(json.loads(r["geometry"])) if grounding else r["answer"]
+        wrong = "[1, 1, 2, 2]" if grounding else str(int(r["answer"]) + 1)
+        out[r["id"]] = [right, f"The answer is {right}.", wrong, "no idea", f"**{right}**"][zlib.crc32(r["id"].encode()) % 5]
+    return out
+
+
+@pytest.mark.parametrize("key, split", [("intersection", "test"), ("refcoco", "train")])
+def test_the_tsv_reads_back_and_its_scoring_equals_linebench_score(folders, key, split, tmp_path):
+    from datasets import Image, load_dataset
+
+    out = tmp_path / "vlm"
+    r = runner.invoke(app, ["export", str(folders[key]), "--to", "vlmevalkit", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "export.json").read_text())
+    assert record["split"] == split and record["rows"] == (16 if key == "intersection" else 10)
+    name = record["name"]
+    config = json.loads((out / "data-config.json").read_text())
+    assert config == {name: {"class": "LineBench", "dataset": name, "tsv": str((out / f"{name}.tsv").resolve())}}
+    assert "from linebench.harnesses.vlmeval_dataset import LineBench" in r.output and name in (out / "README.md").read_text()
+
+    ds = load_dataset(str(folders[key]), split=split).cast_column("image", Image(decode=False))
+    plain = pd.read_csv(out / f"{name}.tsv", sep="\t")  # what VLMEvalKit's own `load` does
+    typed = read_tsv(out / f"{name}.tsv")  # what linebench's class does
+    assert list(plain["index"]) == list(range(len(ds))) and list(typed["id"]) == ds["id"]
+    for row, b64 in zip(ds, plain["image"]):
+        assert base64.b64decode(b64) == row["image"]["bytes"]  # the stored image file, not re-encoded
+    assert list(typed["question"]) == list(plain["question"])
+    if key == "intersection":
+        assert list(typed["question"]) == ds["question"] and list(typed["answer"]) == ds["answer"]
+        assert list(typed["category"]) == ds["difficulty"] and set(ds["difficulty"]) == {"easy", "medium", "hard"}
+    else:  # the preset's prompt; the annotations as the target
+        assert all("target" in typed and json.loads(t)["annotations"]["boxes"] for t in typed["target"])
+
+    given = _answers(load_dataset(str(folders[key]), split=split), grounding=key == "refcoco")
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in given.items()))
+    report = score(folders[key], preds)
+    # VLMEvalKit's result file gives predictions back through pandas: "7" may come back as 7
+    by_index = {int(i): (int(p) if p.isdigit() else p) for i, p in zip(typed["index"], (given[x] for x in typed["id"]))}
+    table = score_rows(typed.to_dict("records"), by_index)
+    assert table[0]["level"] == "overall" and table[0]["n"] == len(ds)
+    assert table[0]["accuracy"] == pytest.approx(report.overall.accuracy, abs=1e-12) and 0 < table[0]["accuracy"] < 1
+    assert table[0]["unparseable"] == report.unparseable
+    levels = {g.value: g.accuracy for g in report.groups if g.by == "difficulty"} or {"all": report.overall.accuracy}
+    assert {t["level"]: t["accuracy"] for t in table[1:]} == pytest.approx(levels, abs=1e-12)
+    assert [t["level"] for t in table[1:]] == list(levels)
+
+
+def test_a_row_without_a_prediction_or_a_nan_one_is_wrong(folders, tmp_path):
+    out = tmp_path / "vlm"
+    assert runner.invoke(app, ["export", str(folders["intersection"]), "--to", "vlmevalkit", "--out", str(out), "--name", "lb"]).exit_code == 0
+    rows = read_tsv(out / "lb.tsv").to_dict("records")
+    table = score_rows(rows, {0: rows[0]["answer"], 1: float("nan")})
+    assert table[0] == {"level": "overall", "n": 16, "correct": 1, "unparseable": 15, "accuracy": 1 / 16}
+
+
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(folders, tmp_path):
+    def run(*args):
+        r = runner.invoke(app, ["export", *map(str, args)])
+        return r.exit_code, r.output.strip()
+
+    src = folders["intersection"]
+    code, text = run(src, "--to", "vlmeval", "--out", tmp_path / "a")
+    assert code == 2 and "--to must be one of lmms-eval, vlmevalkit" in text and len(text.splitlines()) == 1
+    code, text = run(src, "--to", "lmms-eval", "--out", tmp_path / "a", "--split", "train")
+    assert code == 2 and "has no split 'train'" in text
+    code, text = run(src, "--to", "lmms-eval", "--out", tmp_path / "a", "--name", "1bad-name")
+    assert code == 2 and "--name" in text
+    code, text = run(tmp_path / "nowhere", "--to", "lmms-eval", "--out", tmp_path / "a")
+    assert code == 2 and "no such folder" in text
+    code, text = run(src, "--to", "lmms-eval", "--out", tmp_path / "no" / "such" / "place")
+    assert code == 2 and "does not exist" in text
+    assert not (tmp_path / "a").exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    code, text = run(src, "--to", "lmms-eval", "--out", mine)
+    assert code == 2 and "not empty" in text
+    code, text = run(src, "--to", "lmms-eval", "--out", mine, "--overwrite")
+    assert code == 2 and "not written by `linebench export`" in text and (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_overwrite_replaces_an_earlier_export_whole(folders, tmp_path):
+    out = tmp_path / "x"
+    assert runner.invoke(app, ["export", str(folders["intersection"]), "--to", "vlmevalkit", "--out", str(out)]).exit_code == 0
+    r = runner.invoke(app, ["export", str(folders["intersection"]), "--to", "lmms-eval", "--out", str(out)])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    r = runner.invoke(app, ["export", str(folders["intersection"]), "--to", "lmms-eval", "--out", str(out), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "export.json", "linebench_intersection_test.yaml", "utils.py"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # no staging or old folder left
+    utils = (out / "utils.py").read_text()
+    assert f"docs_for({str(Path(folders['intersection']).resolve())!r})" in utils
+
+
+def test_an_interrupted_export_leaves_nothing(folders, tmp_path, monkeypatch):
+    from linebench.harnesses import export as mod
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "write_tsv", boom)
+    with pytest.raises(KeyboardInterrupt):
+        mod.export(str(folders["intersection"]), "vlmevalkit", tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
