@@ -102,6 +102,38 @@ def test_a_row_without_a_prediction_or_a_nan_one_is_wrong(folders, tmp_path):
     assert table[0] == {"level": "overall", "n": 16, "correct": 1, "unparseable": 15, "accuracy": 1 / 16}
 
 
+@pytest.mark.parametrize("fmt", ["xlsx", "tsv", "json", "jsonl", "pkl"])
+def test_result_files_in_every_format_are_read_as_written(folders, tmp_path, fmt):
+    """VLMEvalKit writes the TSV's rows (image dropped) plus `prediction` in its PRED_FORMAT (xlsx by
+    default); "None", "NA", "null", "" and "7" come back as written (vlmeval's own `load` would turn
+    the first four into NaN), so the class scores what `linebench score` scores, "None" = 0 included."""
+    from linebench.harnesses.vlmevalkit import read_predictions
+
+    out = tmp_path / "vlm"
+    assert runner.invoke(app, ["export", str(folders["intersection"]), "--to", "vlmevalkit", "--out", str(out), "--name", "lb"]).exit_code == 0
+    data = read_tsv(out / "lb.tsv").drop(columns=["image"])
+    texts = ["None", "NA", "null", "", "7", "The answer is 2.", "N/A", "nan"]
+    data["prediction"] = [texts[i % len(texts)] if i % 3 else a for i, a in enumerate(data["answer"])]
+    path = tmp_path / f"result.{fmt}"
+    if fmt == "xlsx":
+        data.to_excel(path, index=False)
+    elif fmt == "tsv":
+        data.to_csv(path, sep="\t", index=False)
+    elif fmt == "json":
+        path.write_text(json.dumps(data.to_dict("records")))
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in data.to_dict("records")))
+    else:
+        data.to_pickle(path)
+    got = read_predictions(path)
+    assert got == {int(i): p for i, p in zip(data["index"], data["prediction"])}
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in zip(data["id"], data["prediction"])))
+    report = score(folders["intersection"], preds)
+    table = score_rows(read_tsv(out / "lb.tsv").to_dict("records"), got)
+    assert (table[0]["correct"], table[0]["unparseable"]) == (report.correct, report.unparseable)
+
+
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(folders, tmp_path):
     def run(*args):
         r = runner.invoke(app, ["export", *map(str, args)])

@@ -8,13 +8,12 @@ import typer
 from rich.text import Text
 
 from .base import app, friendly, out_console, out_path, progress_bar
-from .options import Folder
 
 
 @app.command()
 @friendly
 def export(
-    folder: Folder,
+    data: str = typer.Argument(..., metavar="DATA", help="A linebench folder (generated, a release, `linebench maps` output) or a dataset Hub id in your cache."),
     to: str = typer.Option(..., "--to", help="The harness: lmms-eval (a task folder for --include_path) or vlmevalkit (a TSV and its --data-config)."),
     out_text: str = typer.Option(..., "--out", "-o", help="The folder to write (new or empty, or an earlier export with --overwrite)."),
     split: Optional[str] = typer.Option(None, "--split", help="The split to export (default: test, or the folder's only split)."),
@@ -40,7 +39,7 @@ def export(
         out_console.print(Text(line), soft_wrap=True)
 
     try:
-        result = run(str(folder), to, out, split=split, name=name, overwrite=overwrite, log=log, progress=report)
+        result = run(data, to, out, split=split, name=name, overwrite=overwrite, log=log, progress=report)
     finally:
         if bar.live.is_started:
             bar.stop()

@@ -14,10 +14,10 @@ import os.path as osp
 
 import pandas as pd
 from vlmeval.dataset.image_base import ImageBaseDataset
-from vlmeval.smp import LMUDataRoot, dump, load
+from vlmeval.smp import LMUDataRoot, dump, md5
 from vlmeval.smp.file import get_intermediate_file_path
 
-from .vlmevalkit import read_tsv, score_rows
+from .vlmevalkit import read_predictions, read_tsv, score_rows
 
 
 class LineBench(ImageBaseDataset):
@@ -27,6 +27,10 @@ class LineBench(ImageBaseDataset):
     def __init__(self, dataset: str = "linebench", tsv: str | None = None, skip_noimg: bool = True):
         self.tsv = tsv  # the exported TSV (default: $LMUData/<dataset>.tsv)
         super().__init__(dataset=dataset, skip_noimg=skip_noimg)
+        # ImageBaseDataset unpacks the images to img_root/<index>.png and reuses any file already
+        # there: keyed to this TSV's content, a new export under the same name never shows a model
+        # the old images
+        self.img_root = osp.join(LMUDataRoot(), "images", f"{dataset}_{md5(self.data_path)[:12]}")
 
     def load_data(self, dataset):
         self.data_path = self.tsv or osp.join(LMUDataRoot(), f"{dataset}.tsv")
@@ -34,8 +38,6 @@ class LineBench(ImageBaseDataset):
 
     def evaluate(self, eval_file, **judge_kwargs):
         """Accuracy overall and per level (no judge model: the answers are parsed)."""
-        predictions = load(eval_file)
-        by_index = {int(i): p for i, p in zip(predictions["index"], predictions["prediction"])}
-        table = pd.DataFrame(score_rows(self.data.to_dict("records"), by_index))
+        table = pd.DataFrame(score_rows(self.data.to_dict("records"), read_predictions(eval_file)))
         dump(table, get_intermediate_file_path(eval_file, "_acc", "csv"))
         return table

@@ -68,10 +68,35 @@ def read_tsv(path: str | Path):
 
 
 def prediction_text(value: Any) -> str:
-    """A prediction as VLMEvalKit's result file gives it back (xlsx turns "" into NaN, "7" into 7)."""
+    """A prediction as text (a missing one, None or NaN, is "")."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
+
+
+def read_predictions(path: str | Path) -> dict[int, str]:
+    """VLMEvalKit's result file (xlsx by default; tsv, csv, json, jsonl or pkl by its PRED_FORMAT)
+    -> the prediction per `index`, as text. Read with every field a string: vlmeval's own `load`
+    lets pandas turn the predictions "None", "NA" or "null" into NaN (which linebench's parser
+    would see as no answer, and reads "None" as 0), and gives json back as a list of records."""
+    import pandas as pd
+
+    path = Path(path)
+    ext = path.suffix.lower()
+    strings = dict(dtype=str, keep_default_na=False, na_filter=False)
+    if ext == ".xlsx":
+        frame = pd.read_excel(path, **strings)
+    elif ext in (".tsv", ".csv"):
+        frame = pd.read_csv(path, sep="\t" if ext == ".tsv" else ",", **strings)
+    elif ext == ".json":
+        frame = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
+    elif ext == ".jsonl":
+        frame = pd.DataFrame([json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()])
+    elif ext == ".pkl":
+        frame = pd.read_pickle(path)
+    else:
+        raise ValueError(f"{path}: not a VLMEvalKit result file (xlsx, tsv, csv, json, jsonl or pkl)")
+    return {int(i): prediction_text(p) for i, p in zip(frame["index"], frame["prediction"])}
 
 
 def score_rows(rows: Iterable[Mapping[str, Any]], predictions: Mapping[int, Any]) -> list[dict[str, Any]]:
