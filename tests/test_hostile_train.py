@@ -278,76 +278,94 @@ def test_a_second_run_into_a_locked_folder_is_one_line(ctx, tmp_path):
 # --------------------------------------------------------------------------- 11: killed at random points, resumed
 
 KILLER = r'''
+"""A zygote: imports what `linebench train` imports once, then for each job read from stdin (a JSON
+line: argv, kill point, log file) forks a process that plants the kill and runs the command, as a
+fresh `linebench train` process would, and reports its exit on stdout. Each run starts without
+paying the imports again (8 s a process on the 2-core machine)."""
 import json, os, signal, sys
 
-site, g = os.environ.get("LB_KILL", "none:0").split(":")
-g = int(g)
+import transformers
+import transformers.modeling_utils as MU
+import linebench.evaluate.hf as H
+import linebench.train.outputs as O
+import linebench.train.plots as P
+import linebench.train.run  # noqa: F401  (and with it trl, peft, the collator, the capture)
+from linebench.train.trainer import KLALTrainer
+from linebench.cli import run
 
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-import transformers
-import transformers.modeling_utils as MU
-import linebench.evaluate.hf as H
-import linebench.train.outputs as O
-from linebench.train.trainer import KLALTrainer
+def plant(site, g):
+    if site == "before":  # inside the evaluation before training
+        H.evaluate = lambda *a, **k: die()
+    elif site in ("torn", "during"):  # the log line of step g half written; inside the evaluation at step g
+        write = O.Metrics.write
 
-if site == "before":  # inside the evaluation before training
-    H.evaluate = lambda *a, **k: die()
-elif site in ("torn", "during"):  # the log line of step g half written; inside the evaluation at step g
-    write = O.Metrics.write
+        def metrics_write(self, rec):
+            if site == "torn" and rec.get("step") == g and "loss" in rec:
+                line = json.dumps(rec) + "\n"
+                with open(self.path, "a") as fh:
+                    fh.write(line[: len(line) // 2])
+                die()
+            if site == "during" and rec.get("eval", {}).get("step") == g:
+                die()
+            write(self, rec)
 
-    def metrics_write(self, rec):
-        if site == "torn" and rec.get("step") == g and "loss" in rec:
-            line = json.dumps(rec) + "\n"
-            with open(self.path, "a") as fh:
-                fh.write(line[: len(line) // 2])
-            die()
-        if site == "during" and rec.get("eval", {}).get("step") == g:
-            die()
-        write(self, rec)
+        O.Metrics.write = metrics_write
+    elif site == "weights":  # checkpoint-g's weights (g = -1: the final model's) cut off mid-write
+        real_save = MU.safe_save_file
 
-    O.Metrics.write = metrics_write
-elif site == "weights":  # checkpoint-g's weights (g = -1: the final model's) cut off mid-write
-    real_save = MU.safe_save_file
+        def save(tensors, filename, metadata=None):
+            real_save(tensors, filename, metadata=metadata)
+            if os.path.basename(os.path.dirname(filename)) == (f"checkpoint-{g}" if g >= 0 else "model"):
+                data = open(filename, "rb").read()
+                open(filename, "wb").write(data[: len(data) // 2])
+                die()
 
-    def save(tensors, filename, metadata=None):
-        real_save(tensors, filename, metadata=metadata)
-        if os.path.basename(os.path.dirname(filename)) == (f"checkpoint-{g}" if g >= 0 else "model"):
-            data = open(filename, "rb").read()
-            open(filename, "wb").write(data[: len(data) // 2])
-            die()
+        MU.safe_save_file = save
+    elif site == "checkpoint":  # checkpoint-g with weights and optimizer, before its RNG and trainer state
+        real_rng = transformers.Trainer._save_rng_state
 
-    MU.safe_save_file = save
-elif site == "checkpoint":  # checkpoint-g with weights and optimizer, before its RNG and trainer state
-    real_rng = transformers.Trainer._save_rng_state
+        def rng(self, output_dir):
+            if self.state.global_step == g:
+                die()
+            return real_rng(self, output_dir)
 
-    def rng(self, output_dir):
-        if self.state.global_step == g:
-            die()
-        return real_rng(self, output_dir)
+        transformers.Trainer._save_rng_state = rng
+    elif site == "step":  # in the middle of step g + 1
+        real_loss = KLALTrainer.compute_loss
 
-    transformers.Trainer._save_rng_state = rng
-elif site == "step":  # in the middle of step g + 1
-    real_loss = KLALTrainer.compute_loss
+        def loss(self, *a, **k):
+            if self.model.training and self.state.global_step == g:
+                die()
+            return real_loss(self, *a, **k)
 
-    def loss(self, *a, **k):
-        if self.model.training and self.state.global_step == g:
-            die()
-        return real_loss(self, *a, **k)
+        KLALTrainer.compute_loss = loss
+    elif site == "plots":  # the last thing a run does
+        P.plot_run = lambda out: die()
 
-    KLALTrainer.compute_loss = loss
-elif site == "plots":  # the last thing a run does
-    import linebench.train.plots as P
 
-    P.plot_run = lambda out: die()
-
-sys.argv = ["linebench", *sys.argv[1:]]
-from linebench.cli import run
-
-run()
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:  # the run: its output to the job's log, the kill planted, then the command
+        fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        if job["kill"]:
+            site, g = job["kill"]
+            plant(site, int(g))
+        sys.argv = ["linebench", *job["argv"]]
+        try:
+            run()  # exits the process (os._exit) when the command is done
+        finally:
+            os._exit(70)
+    _, status = os.waitpid(pid, 0)
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    print(json.dumps({"returncode": code}), flush=True)
 '''
 
 STEPS, SAVE, EVAL = 8, 2, 4
@@ -391,25 +409,38 @@ def test_killed_five_times_and_resumed_ends_like_an_uninterrupted_run(ctx, tmp_p
         args = train_args(resume, steps=str(STEPS), save_every=str(SAVE), eval_every=str(EVAL), out=str(out))
         return [a.replace("{data}", str(ctx["data"])) for a in args]
 
-    def train(out: Path, kill: tuple[str, int] | None, resume: bool):
-        run_env = dict(env, LB_KILL=f"{kill[0]}:{kill[1]}") if kill else env
-        return subprocess.run([sys.executable, str(script), *argv(out, resume)], capture_output=True, text=True, env=run_env, timeout=600)
+    zygote_log = open(tmp_path / "zygote.log", "w")
+    zygote = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=zygote_log, text=True, env=env)
+
+    def train(out: Path, kill: tuple[str, int] | None, resume: bool) -> tuple[int, str]:
+        """One `linebench train` process (forked by the zygote) -> (exit code or -signal, its output)."""
+        log = tmp_path / f"run-{len(list(tmp_path.glob('run-*.log')))}.log"
+        zygote.stdin.write(json.dumps({"argv": argv(out, resume), "kill": kill, "log": str(log)}) + "\n")
+        zygote.stdin.flush()
+        reply = zygote.stdout.readline()
+        assert reply, (tmp_path / "zygote.log").read_text()[-4000:]
+        return json.loads(reply)["returncode"], log.read_text()[-4000:]
 
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the processes below (OMP_NUM_THREADS=1)
-    try:  # the uninterrupted run, here (one interpreter start less)
+    try:  # the uninterrupted run, here (the zygote imports meanwhile)
         ref = runner.invoke(app, argv(tmp_path / "ref", False))
     finally:
         torch.set_num_threads(threads)
     assert ref.exit_code == 0, ref.output[-4000:]
     out = tmp_path / "run"
-    for i, kill in enumerate(kills):
-        p = train(out, kill, resume=i > 0)
-        assert p.returncode == -signal.SIGKILL, (kills, kill, p.returncode, p.stderr[-4000:])
-    last = train(out, None, resume=True)
-    assert last.returncode == 0, (kills, last.stderr[-4000:])
+    try:
+        for i, kill in enumerate(kills):
+            code, output = train(out, kill, resume=i > 0)
+            assert code == -signal.SIGKILL, (kills, kill, code, output)
+        code, output = train(out, None, resume=True)
+        assert code == 0, (kills, output)
+    finally:
+        zygote.stdin.close()
+        zygote.wait(timeout=60)
+        zygote_log.close()
 
     a, b = load_file(str(tmp_path / "ref" / "model" / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), kills
