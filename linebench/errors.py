@@ -1,6 +1,15 @@
 """The few exception classes users see. The CLI prints their message on one line and exits with
 their `exit_code` (2 for bad input)."""
 
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class LinebenchError(Exception):
     """Base class: the message says what was wrong and what to do about it."""
@@ -33,3 +42,31 @@ class Terminated(KeyboardInterrupt):
     (workers stopped, temporary files removed, one line saying what was kept)."""
 
     exit_code = 143
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM inside the block take effect when it ends (their handler then runs as it
+    would have). For pyarrow work on extension types: pyarrow calls Python code (datasets'
+    `__arrow_ext_deserialize__`) from C++, and an exception a signal handler raises there is printed
+    and dropped half-way, leaving a broken type, so a `kill` ended in ArrowInvalid and exit 1
+    instead of a clean stop (seen once in CI). Outside the main thread it holds nothing (Python
+    runs handlers in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    watched = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in watched}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if caught:
+            first = caught[0]
+            handler = old[first]
+            if callable(handler):
+                handler(first, sys._getframe())
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), first)

@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import signals_held
+
 ROW_GROUP_SIZE = 100  # small row groups keep streaming and the Hub viewer light for image rows
 NO_STATISTICS = ("image", "geometry", "params")  # generated rows: columns whose min/max say nothing
 
@@ -34,17 +36,19 @@ def encode_table(table: pa.Table, image_column: str = "image", statistics: Seque
     (None: every column)."""
     sink = pa.BufferOutputStream()
     kwargs = {} if statistics is None else {"write_statistics": list(statistics)}
-    pq.write_table(
-        table,
-        sink,
-        row_group_size=ROW_GROUP_SIZE,
-        compression={f.name: ("none" if f.name == image_column else "zstd") for f in table.schema},
-        **kwargs,
-    )
+    with signals_held():  # a Ctrl-C or kill lands after the write, not inside pyarrow's callbacks
+        pq.write_table(
+            table,
+            sink,
+            row_group_size=ROW_GROUP_SIZE,
+            compression={f.name: ("none" if f.name == image_column else "zstd") for f in table.schema},
+            **kwargs,
+        )
     return sink.getvalue().to_pybytes()
 
 
 def encode_shard(rows: list[dict[str, Any]], schema: pa.Schema) -> bytes:
     """The parquet bytes of one shard of generated rows (dicts, as `samples.RowMaker` makes them)."""
-    table = pa.Table.from_arrays([_column(rows, f.name, f.type) for f in schema], schema=schema)
+    with signals_held():  # as in encode_table: building the extension columns calls back into Python
+        table = pa.Table.from_arrays([_column(rows, f.name, f.type) for f in schema], schema=schema)
     return encode_table(table, "image", [f.name for f in schema if f.name not in NO_STATISTICS])

@@ -573,3 +573,37 @@ def test_grids_shows_a_profile_that_cannot_take_the_canvas_as_na():
     assert r.exit_code == 0, r.output
     rows = [line for line in r.output.splitlines() if line.startswith("| `")]
     assert any("n/a" in line for line in rows) and any("n/a" not in line for line in rows)
+
+
+def test_a_signal_inside_pyarrow_work_takes_effect_after_it():
+    """A SIGTERM (or Ctrl-C) landing while a shard is encoded waits for the encode to finish, then
+    raises as it would have: raised inside pyarrow's callbacks into datasets' extension types it was
+    dropped half-way and left a broken type (ArrowInvalid, exit 1 instead of 143; seen in CI)."""
+    import signal as sig
+
+    from linebench.errors import Terminated, signals_held
+
+    class Boom(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Boom(signum)
+
+    old = sig.signal(sig.SIGTERM, handler)
+    steps = []
+    try:
+        with pytest.raises(Boom):
+            with signals_held():
+                os.kill(os.getpid(), sig.SIGTERM)
+                steps.append("after the kill, still inside")
+        assert steps == ["after the kill, still inside"] and sig.getsignal(sig.SIGTERM) is handler
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C with Python's own handler
+            with signals_held():
+                os.kill(os.getpid(), sig.SIGINT)
+                steps.append("after Ctrl-C")
+        assert steps[-1] == "after Ctrl-C"
+        with signals_held():  # nothing caught: nothing raised
+            steps.append("quiet")
+    finally:
+        sig.signal(sig.SIGTERM, old)
+    assert issubclass(Terminated, KeyboardInterrupt)

@@ -51,7 +51,7 @@ def harness(tmp_path_factory):
     base = tmp_path_factory.mktemp("lmms")
     folders = {}
     for task, n in (("tracing", 18), ("grid_patch", 12)):
-        folders[task] = base / task
+        folders[task] = base / task if task == "tracing" else base / "a folder: #2" / task  # YAML-hostile path
         generate(RunSpec(task, split="test", n=n, seed=11, params=ParamSpec(difficulty="stratified")), folders[task], workers=1)
     _refcoco(base / "refcoco.parquet", n=10)
     folders["refcoco"] = base / "refcoco"

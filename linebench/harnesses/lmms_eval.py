@@ -10,6 +10,7 @@ This module does not import lmms-eval; lmms-eval imports it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,8 +53,9 @@ TASK_VERSION = "2.0"  # 1.0 had no process_docs and no per_level
 
 
 def task_file(*, task: str, path: str, split: str, include: str, what: str) -> str:
-    """One lmms-eval task file (the shipped ones and the exported one are this text)."""
-    return TASK_FILE.format(task=task, path=path, split=split, include=include, what=what, version=TASK_VERSION)
+    """One lmms-eval task file (the shipped ones and the exported one are this text). The path and
+    the split are written as JSON strings (YAML reads them back whatever they hold: ": ", "#")."""
+    return TASK_FILE.format(task=task, path=json.dumps(path), split=json.dumps(split), include=include, what=what, version=TASK_VERSION)
 
 
 def doc_to_visual(doc: dict[str, Any]) -> list:
