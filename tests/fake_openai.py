@@ -90,9 +90,18 @@ class FakeServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     server.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
                     server.bodies.append(body)
+                self._open = True
                 try:
                     self._answer(body)
                 finally:
+                    self._done()
+
+            def _done(self):
+                """The request stops counting as in flight before its reply is sent: the client may
+                send its next request the moment it has the reply, before this thread gets to
+                count down afterwards (max_in_flight read concurrency + 1, seen once in CI)."""
+                if getattr(self, "_open", False):
+                    self._open = False
                     with server.lock:
                         server.in_flight -= 1
 
@@ -155,6 +164,7 @@ class FakeServer:
                 self._send_raw(status, json.dumps(obj).encode(), "application/json", headers)  # ensure_ascii: a lone surrogate goes as \ud800
 
             def _send_raw(self, status, data, content_type, headers=None):
+                self._done()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", content_type)

@@ -125,6 +125,8 @@ def test_imports_point_down(low, high):
     ("linebench.score", "score"), ("linebench.evaluate", "evaluate"), ("linebench.annotate", "add_maps"),
     ("linebench.verify", "verify"), ("linebench.train.run", "TrainOptions"), ("linebench.train.run", "train"),
     ("linebench.evaluate.run", "EvalOptions"), ("linebench.evaluate.run", "evaluate_folder"), ("linebench.cli", "app"),
+    ("linebench.harnesses.export", "export"), ("linebench.harnesses.lmms_eval", "process_results"),
+    ("linebench.harnesses.vlmevalkit", "read_predictions"),
 ])
 def test_the_names_the_docs_use_still_import(module, name):
     import importlib
