@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,7 @@ def _lmms_eval(stage: Path, folder: Path, out: Path, name: str, split: str) -> t
         encoding="utf-8",
     )
     commands = [
-        f"lmms-eval --model qwen2_5_vl --model_args pretrained=Qwen/Qwen2.5-VL-7B-Instruct --include_path {include} --tasks {name} --log_samples --output_path results/",
+        f"lmms-eval --model qwen2_5_vl --model_args pretrained=Qwen/Qwen2.5-VL-7B-Instruct --include_path {shlex.quote(include)} --tasks {name} --log_samples --output_path results/",
     ]
     return [f"{name}.yaml", "utils.py"], commands
 
@@ -101,8 +102,8 @@ def _vlmevalkit(stage: Path, ds, out: Path, name: str, report: Callable[[int], N
     rows = write_tsv(ds.cast_column("image", Image(decode=False)), TARGET in ds.column_names, stage / f"{name}.tsv", report)
     (stage / "data-config.json").write_text(data_config(name, out / f"{name}.tsv") + "\n", encoding="utf-8")
     commands = [
-        f"echo '{REGISTRATION}' >> vlmeval/dataset/__init__.py   # once, in your VLMEvalKit checkout",
-        f"python run.py --model Qwen2.5-VL-7B-Instruct --data {name} --data-config \"$(cat {out.resolve() / 'data-config.json'})\"",
+        f"grep -qxF {shlex.quote(REGISTRATION)} vlmeval/dataset/__init__.py || echo {shlex.quote(REGISTRATION)} >> vlmeval/dataset/__init__.py  # once, in your VLMEvalKit checkout",
+        f"python run.py --model Qwen2.5-VL-7B-Instruct --data {name} --data-config \"$(cat {shlex.quote(str(out.resolve() / 'data-config.json'))})\"",
     ]
     return [f"{name}.tsv", "data-config.json"], commands, rows
 
