@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -193,10 +193,11 @@ def main(
     pass
 
 
-def run_with_progress(job: Callable, label: str, total: int, folder: Path) -> None:
-    """Run `job(report)` under a progress bar and print what it wrote. The bar starts at the
-    first report, i.e. after the arguments and the folder passed their checks, so bad input
-    prints one line and nothing else."""
+@contextlib.contextmanager
+def lazy_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar as `report(done, total)`: it starts at the first report, i.e. after the
+    arguments and the folder passed their checks, so bad input prints one line and nothing else,
+    and stops when the block ends."""
     bar = progress_bar()
     tid = None
 
@@ -208,10 +209,16 @@ def run_with_progress(job: Callable, label: str, total: int, folder: Path) -> No
         bar.update(tid, completed=done)
 
     try:
-        result = job(report)
+        yield report
     finally:
         if bar.live.is_started:
             bar.stop()
+
+
+def run_with_progress(job: Callable, label: str, total: int, folder: Path) -> None:
+    """Run `job(report)` under a progress bar (`lazy_progress`) and print what it wrote."""
+    with lazy_progress(label) as report:
+        result = job(report)
     rate = result.rows_written / result.seconds if result.seconds else 0.0
     by_run = f"{result.written} shard(s) written by this run" + (f", {result.damaged} damaged one(s) rewritten" if result.damaged else "")
     out_console.print(

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from ..errors import UsageError
-from .base import app, err_console, fail, friendly, out_console, out_path, progress_bar
+from .base import app, err_console, fail, friendly, lazy_progress, out_console, out_path
 
 
 @app.command(name="eval")
@@ -59,20 +59,8 @@ def eval_(
         temperature=temperature, timeout_s=timeout, retries=retries, backoff_s=backoff, prompt_suffix=prompt_suffix, system=system,
         attention=attention, force=force,
     )  # fmt: skip
-    bar = progress_bar()
-    task_id = None
-
-    def report(done: int, total: int) -> None:
-        nonlocal task_id
-        if task_id is None:
-            bar.start()
-            task_id = bar.add_task(f"{model}", total=total, completed=done)
-        bar.update(task_id, completed=done)
-
-    try:
+    with lazy_progress(f"{model}") as report:
         res = evaluate_folder(opts, progress=report, log=lambda m: err_console.print(Text(m), soft_wrap=True))
-    finally:
-        bar.stop()
     acc = res["accuracy"]
     out_console.print(Text(f"accuracy {100 * acc:.1f}% on {res['scored']} of {res['rows']} rows ({res['asked']} asked now, {res['unparseable']} unparseable)"), soft_wrap=True)
     if res["attention"]:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from .base import app, friendly, out_console, out_path, progress_bar
+from .base import app, friendly, lazy_progress, out_console, out_path
 
 
 @app.command()
@@ -25,24 +25,12 @@ def export(
     from ..harnesses.export import export as run
 
     out = out_path(out_text)
-    bar = progress_bar()
-    tid = None
-
-    def report(done: int, total: int) -> None:
-        nonlocal tid
-        if tid is None:
-            bar.start()
-            tid = bar.add_task(f"export {to}", total=total)
-        bar.update(tid, completed=done)
 
     def log(line: str) -> None:
         out_console.print(Text(line), soft_wrap=True)
 
-    try:
+    with lazy_progress(f"export {to}") as report:
         result = run(data, to, out, split=split, name=name, overwrite=overwrite, log=log, progress=report)
-    finally:
-        if bar.live.is_started:
-            bar.stop()
     out_console.print(Text(f"wrote {result.name} ({result.rows:,} rows of split {result.split}) for {result.to} to {result.out}: {', '.join(result.files)}"), soft_wrap=True)
     out_console.print(Text("run it with:"))
     for command in result.commands:
