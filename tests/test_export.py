@@ -184,3 +184,27 @@ def test_an_interrupted_export_leaves_nothing(folders, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         mod.export(str(folders["intersection"]), "vlmevalkit", tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dataset_hub_id_in_the_cache_exports_without_a_download(folders, tmp_path, monkeypatch):
+    """DATA may be a Hub id the user already has (as `linebench eval` takes it): the cached
+    snapshot is exported; an id not in the cache is one line, and nothing is downloaded."""
+    import shutil
+
+    import huggingface_hub.constants as hc
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "datasets--linebench--intersection" / "snapshots" / ("a" * 40)
+    shutil.copytree(folders["intersection"], snapshot)
+    (cache / "datasets--linebench--intersection" / "refs").mkdir()
+    (cache / "datasets--linebench--intersection" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "lmms"
+    r = runner.invoke(app, ["export", "linebench/intersection", "--to", "lmms-eval", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "export.json").read_text())
+    assert record["data"] == str(snapshot.resolve()) and record["name"] == "linebench_intersection_test" and record["rows"] == 16
+    assert json.dumps(str(snapshot.resolve())) in (out / f"{record['name']}.yaml").read_text()
+    r = runner.invoke(app, ["export", "linebench/nothing-here", "--to", "lmms-eval", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "not in your Hugging Face cache" in r.output and not (tmp_path / "x").exists()

@@ -127,7 +127,8 @@ def export(
     out = Path(out)
     folder = resolve_data(str(data))
     split = resolve_split(str(data), folder, split, log)
-    name = name or default_name(folder, split)
+    local = Path(str(data)).expanduser().is_dir()
+    name = name or default_name(folder if local else Path(str(data)), split)  # a Hub id: its name, not the snapshot's hash
     if not NAME.match(name):
         raise UsageError(f"--name {name!r}: a letter, then letters, digits or _ (at most 80), as both harnesses use it in file and task names")
     _check_out(out, overwrite)
