@@ -51,12 +51,12 @@ def signals_held() -> Iterator[None]:
     `__arrow_ext_deserialize__`) from C++, and an exception a signal handler raises there is printed
     and dropped half-way, leaving a broken type, so a `kill` ended in ArrowInvalid and exit 1
     instead of a clean stop (seen once in CI). Outside the main thread it holds nothing (Python
-    runs handlers in the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    runs handlers in the main thread only, and sets them there only)."""
+    watched = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or any(signal.getsignal(s) is None for s in watched):
+        yield  # (a handler installed outside Python could not be put back)
         return
     caught: list[int] = []
-    watched = (signal.SIGINT, signal.SIGTERM)
     old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in watched}
     try:
         yield
