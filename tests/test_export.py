@@ -208,3 +208,80 @@ def test_a_dataset_hub_id_in_the_cache_exports_without_a_download(folders, tmp_p
     assert json.dumps(str(snapshot.resolve())) in (out / f"{record['name']}.yaml").read_text()
     r = runner.invoke(app, ["export", "linebench/nothing-here", "--to", "lmms-eval", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "not in your Hugging Face cache" in r.output and not (tmp_path / "x").exists()
+
+
+def test_overwrite_never_deletes_the_data_or_what_the_user_put_there(folders, tmp_path):
+    """--out overlapping DATA is refused, and --overwrite replaces a folder only when it holds
+    nothing but what its export.json lists (a results/ folder put there by the user stays)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(folders["intersection"], data)
+    for out in (data, data / "exports", tmp_path):
+        r = runner.invoke(app, ["export", str(data), "--to", "lmms-eval", "--out", str(out), "--overwrite"])
+        assert r.exit_code == 2 and "overlaps the data folder" in r.output, (out, r.output)
+    out = tmp_path / "x"
+    assert runner.invoke(app, ["export", str(data), "--to", "lmms-eval", "--out", str(out)]).exit_code == 0
+    (out / "results").mkdir()
+    (out / "results" / "r.json").write_text("{}")
+    r = runner.invoke(app, ["export", str(data), "--to", "vlmevalkit", "--out", str(out), "--overwrite"])
+    assert r.exit_code == 2 and "holds what no export wrote (results)" in r.output
+    assert (out / "results" / "r.json").is_file() and (data / "manifest.json").is_file()
+
+
+def test_an_export_finished_meanwhile_into_the_same_out_is_not_replaced(folders, tmp_path, monkeypatch):
+    from linebench.harnesses import export as mod
+
+    out = tmp_path / "x"
+    real = mod.write_tsv
+
+    def other_run_finishes_first(*a, **k):
+        out.mkdir()
+        (out / "theirs.tsv").write_text("kept")
+        return real(*a, **k)
+
+    monkeypatch.setattr(mod, "write_tsv", other_run_finishes_first)
+    r = runner.invoke(app, ["export", str(folders["intersection"]), "--to", "vlmevalkit", "--out", str(out)])
+    assert r.exit_code == 2 and "written meanwhile by another run" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"] and (out / "theirs.tsv").read_text() == "kept"
+
+
+def test_odd_arguments_are_one_line_or_work(folders, tmp_path, monkeypatch):
+    import shutil
+
+    src = folders["intersection"]
+    r = runner.invoke(app, ["export", str(src), "--to", "lmms-eval", "--out", str(tmp_path / "a"), "--name", ""])
+    assert r.exit_code == 2 and "--name is empty" in r.output
+    globbed = tmp_path / "d[1]"
+    shutil.copytree(src, globbed)
+    r = runner.invoke(app, ["export", str(globbed), "--to", "lmms-eval", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "as a pattern" in r.output
+    broken = tmp_path / "broken"
+    shutil.copytree(src, broken)
+    for shard in (broken / "data").glob("*.parquet"):
+        shard.write_bytes(b"not parquet")
+    r = runner.invoke(app, ["export", str(broken), "--to", "vlmevalkit", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "linebench verify" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for out in (".", str(here), ".."):  # the folder the user is in, or one holding it: it would be replaced under them
+        r = runner.invoke(app, ["export", str(src), "--to", "lmms-eval", "--out", out])
+        assert r.exit_code == 2 and "the folder you are in" in r.output, (out, r.output)
+    r = runner.invoke(app, ["export", str(src), "--to", "lmms-eval", "--out", "sub"])  # a relative path works
+    assert r.exit_code == 0, r.output
+    assert (here / "sub" / "export.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["broken", "d[1]", "here"]
+
+
+def test_the_tsv_keeps_tabs_quotes_and_line_breaks_in_a_question(tmp_path):
+    from linebench.harnesses.vlmevalkit import tsv_lines
+
+    questions = ["tab\there", 'a "quoted" word', "two\nlines", "cr\ronly", "crlf\r\nend", "NA", "=1+1"]
+    rows = [{"image": {"bytes": b"\x89PNG" + bytes([i]) * 80}, "id": f"r{i}", "question": q, "answer": str(i), "task": "tracing", "difficulty": "easy"}
+            for i, q in enumerate(questions)]  # fmt: skip
+    path = tmp_path / "t.tsv"
+    path.write_text("".join(tsv_lines(rows, grounding=False)), encoding="utf-8")
+    back = read_tsv(path)
+    assert list(back["question"]) == questions and list(back["index"]) == list(range(len(rows)))
+    plain = pd.read_csv(path, sep="\t")
+    assert list(plain["index"]) == list(range(len(rows))) and base64.b64decode(plain["image"][3]) == rows[3]["image"]["bytes"]

@@ -112,27 +112,37 @@ def folder_splits(folder: Path) -> list[str] | None:
     return [str(name) for name in splits] if isinstance(splits, dict) and splits else None
 
 
-def resolve_split(data: str, folder: Path, split: str | None, log: Callable[[str], None]) -> str:
+def resolve_split(data: str, folder: Path, split: str | None, log: Callable[[str], None], doing: str = "evaluating") -> str:
     """--split, or by default test, or the folder's only split (said in one line)."""
     available = folder_splits(folder)
     if split is None:
         split = "test"
         if available is not None and split not in available and len(available) == 1:
             split = available[0]
-            log(f"{data} has one split, {split!r}: evaluating it (--split names another)")
+            log(f"{data} has one split, {split!r}: {doing} it (--split names another)")
     if available is not None and split not in available:
         raise UsageError(f"{data} has no split {split!r}; it has {', '.join(available)} (choose one with --split)")
     return split
 
 
-def load_split(folder: Path, split: str):
-    """One split of a folder as a `datasets.Dataset` (as stored: a maps folder's own columns)."""
-    from datasets import load_dataset
+GLOB = "[]*?"  # datasets reads a local path as a pattern: a folder named with these is not found
 
+
+def load_split(folder: Path, split: str):
+    """One split of a folder as a `datasets.Dataset` (as stored: a maps folder's own columns).
+    A missing or unreadable shard, or a path datasets would read as a pattern, is one line."""
+    from datasets import load_dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    if any(c in str(Path(folder).resolve()) for c in GLOB):
+        raise UsageError(f"{folder}: the datasets library reads a path with {' '.join(GLOB)} in it as a pattern: rename or move the folder")
     try:
         return load_dataset(str(folder), split=split)
-    except ValueError as e:
-        raise UsageError(f"{folder}: {str(e).splitlines()[0][:200]}") from None
+    except (ValueError, FileNotFoundError) as e:  # FileNotFoundError: datasets' DataFilesNotFoundError too
+        raise UsageError(f"{folder}: {str(e).splitlines()[0][:200]} (run `linebench verify {folder}`)") from None
+    except DatasetGenerationError as e:
+        why = str(e.__cause__ or e).splitlines()[0][:160]
+        raise UsageError(f"{folder}: a shard is unreadable ({why}); run `linebench verify {folder}`") from None
 
 
 def load_rows(folder: Path, split: str, limit: int | None, decode: bool):

@@ -4,7 +4,8 @@ class (`vlmeval_dataset.LineBench`) calls. Nothing here imports VLMEvalKit.
 The TSV has VLMEvalKit's mandatory columns (`index` an int unique per line, `image` the base64 of the
 row's image file as stored in the folder, `question`, `answer`) and `category` (the difficulty
 level, VLMEvalKit's usual breakdown column), then linebench's `id` and `task` (and `target` for a
-`linebench maps` folder). Fields are quoted as Python's csv module does, which pandas reads back.
+`linebench maps` folder). Every field is quoted (csv.QUOTE_ALL; a lone carriage return in a
+question would otherwise end a line), which pandas reads back.
 The class reads it with every field a string (pandas would turn an answer "7" into 7 and "NA"
 into NaN), and scores with `linebench score`'s own parser (`rows.verdict`)."""
 
@@ -38,7 +39,7 @@ def tsv_lines(rows: Iterable[Mapping[str, Any]], grounding: bool) -> Iterable[st
     undecoded, TARGET for grounding rows)."""
     columns = COLUMNS + ((TARGET,) if grounding else ())
     buf = io.StringIO()
-    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_ALL)  # a lone \r ends a line for pandas: quoted
 
     def take() -> str:
         text = buf.getvalue()
