@@ -21,7 +21,9 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export at --out (the old one stays until the new one is complete)."),
 ) -> None:
     """Export one split of a linebench folder (generated, a release, `linebench maps` output, or a
-    dataset Hub id in your cache) for lmms-eval or VLMEvalKit, scored as `linebench score` scores."""
+    dataset Hub id in your cache) for lmms-eval or VLMEvalKit, scored as `linebench score` scores.
+
+    Example: linebench export data/tracing-test --to lmms-eval --out exports/lmms (docs/eval.md)."""
     from ..harnesses.export import export as run
 
     out = out_path(out_text)
