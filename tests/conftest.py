@@ -56,3 +56,24 @@ def linebench_cache(tmp_path_factory):
         os.environ.pop("LINEBENCH_CACHE", None)
     else:
         os.environ["LINEBENCH_CACHE"] = old
+
+
+# The suite runs in two processes, a file at a time (-n 2 --dist loadfile). The files that take
+# longest go first, so the run does not end with one process on a long file while the other idles
+# (per-file times from `pytest --durations=0`, 2026-12-07; the rest keep their order). xdist would
+# otherwise order the files by their number of tests.
+LONGEST_FIRST = (
+    "test_families.py", "test_hostile_eval.py", "test_train.py", "test_klal.py", "test_eval.py", "test_capture.py",
+    "test_hostile_train.py", "test_release.py", "test_hostile.py", "test_gpu_script.py", "test_reproduce.py",
+    "test_intersection.py", "test_profiles_idefics.py", "test_klal_effect.py", "test_dataset.py", "test_cli.py", "test_lmms_eval.py",
+)  # fmt: skip
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))  # stable
