@@ -130,16 +130,16 @@ def _lmms_eval(stage: Path, folder: Path, out: Path, name: str, split: str) -> t
     return [f"{name}.yaml", "utils.py"], commands
 
 
-def _vlmevalkit(stage: Path, ds, out: Path, name: str, report: Callable[[int], None] | None) -> tuple[list[str], list[str], int]:
+def _vlmevalkit(stage: Path, ds, out: Path, name: str, report: Callable[[int], None] | None) -> tuple[list[str], list[str]]:
     from datasets import Image
 
-    rows = write_tsv(ds.cast_column("image", Image(decode=False)), TARGET in ds.column_names, stage / f"{name}.tsv", report)
+    write_tsv(ds.cast_column("image", Image(decode=False)), TARGET in ds.column_names, stage / f"{name}.tsv", report)
     (stage / "data-config.json").write_text(data_config(name, out / f"{name}.tsv") + "\n", encoding="utf-8")
     commands = [
         f"grep -qxF {shlex.quote(REGISTRATION)} vlmeval/dataset/__init__.py || echo {shlex.quote(REGISTRATION)} >> vlmeval/dataset/__init__.py  # once, in your VLMEvalKit checkout",
         f"python run.py --model Qwen2.5-VL-7B-Instruct --data {name} --data-config \"$(cat {shlex.quote(str(out.resolve() / 'data-config.json'))})\"",
     ]
-    return [f"{name}.tsv", "data-config.json"], commands, rows
+    return [f"{name}.tsv", "data-config.json"], commands
 
 
 def export(
@@ -201,7 +201,7 @@ def export(
             files, commands = _lmms_eval(stage, folder, out, name, split)
         else:
             report(0)
-            files, commands, _ = _vlmevalkit(stage, ds, out, name, report)
+            files, commands = _vlmevalkit(stage, ds, out, name, report)
         readme = "\n".join([
             f"# {name}: {folder.resolve()} (split {split}, {len(ds):,} rows) for {to}", "",
             f"Written by `linebench export` (linebench {__version__}); see linebench's docs/eval.md.", "", "```bash", *commands, "```", "",
